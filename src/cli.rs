@@ -1,0 +1,195 @@
+//! The `accessgrant` command line: `serve`, `migrate`, `audit verify`.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    clock::SystemClock,
+    config::{Config, LogFormat, Overrides},
+    server, shutdown,
+    storage::{Store, audit_log},
+    telemetry,
+};
+
+/// Customer-controlled support access, with a tamper-evident audit log.
+#[derive(Debug, Parser)]
+#[command(name = "accessgrant", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by commands that touch the database.
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Database URL: sqlite://FILE?mode=rwc or postgres://USER:PASS@HOST/DB.
+    #[arg(long, env = "ACCESSGRANT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// TOML config file (every key optional).
+    #[arg(long, env = "ACCESSGRANT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "ACCESSGRANT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then serve gRPC until SIGTERM/SIGINT.
+    Serve {
+        /// Address to listen on (host:port).
+        #[arg(long, env = "ACCESSGRANT_LISTEN")]
+        listen: Option<String>,
+        /// Database, config and logging.
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run migrations and exit.
+    Migrate {
+        /// Database, config and logging.
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Audit log tools.
+    Audit {
+        /// The audit subcommand.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `accessgrant audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify hash chains straight from the database; exit 1 at the first broken event.
+    Verify {
+        /// Only this account (default: every account).
+        #[arg(long)]
+        account: Option<String>,
+        /// Database, config and logging.
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
+    Overrides {
+        listen,
+        database_url: common.database_url,
+        config: common.config,
+        log_format: common.log_format,
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let (command, overrides) = match cli.command {
+        Command::Serve { listen, common } => (Job::Serve, overrides(common, listen)),
+        Command::Migrate { common } => (Job::Migrate, overrides(common, None)),
+        Command::Audit {
+            command: AuditCommand::Verify { account, common },
+        } => (Job::Verify(account), overrides(common, None)),
+    };
+    let config = match Config::load(overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("accessgrant: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accessgrant: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match command {
+            Job::Serve => serve(config).await,
+            Job::Migrate => migrate(config).await,
+            Job::Verify(account) => verify(config, account).await,
+        }
+    })
+}
+
+enum Job {
+    Serve,
+    Migrate,
+    Verify(Option<String>),
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server::run(config, Arc::new(SystemClock), listener, shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: Config) -> ExitCode {
+    match server::open_store(&config).await {
+        Ok(store) => {
+            tracing::info!("migrations applied");
+            let _ = store.close().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "migration failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn verify(config: Config, account: Option<String>) -> ExitCode {
+    let store = match Store::connect(&config.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("accessgrant: cannot open the database: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let accounts = match account {
+        Some(a) => vec![a],
+        None => match audit_log::chain_accounts(store.reader()).await {
+            Ok(list) => list,
+            Err(e) => {
+                eprintln!("accessgrant: cannot list accounts: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut broken = false;
+    for account in &accounts {
+        match audit_log::verify(store.reader(), account).await {
+            Ok(v) if v.intact() => println!("{account}: intact ({} events)", v.events_checked),
+            Ok(v) => {
+                broken = true;
+                println!(
+                    "{account}: BROKEN at event {} (after checking {} events)",
+                    v.first_broken_event_id.unwrap_or_default(),
+                    v.events_checked
+                );
+            }
+            Err(e) => {
+                eprintln!("accessgrant: cannot verify {account}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let _ = store.close().await;
+    if broken { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

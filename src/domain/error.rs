@@ -1,0 +1,113 @@
+//! The one error type of the service. Transport maps each variant to a gRPC status in exactly
+//! one place (`grpc::status`), with no catch-all arm, so a new variant cannot ship unmapped.
+
+/// A request field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's path in the request, e.g. `actor.user_id`.
+    pub field: String,
+    /// What is wrong, for the caller's developer.
+    pub description: String,
+}
+
+impl FieldViolation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong in a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; nothing was read or written.
+    #[error("invalid argument")]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The account does not exist (or was deleted).
+    #[error("account not found")]
+    AccountNotFound,
+    /// The actor is not admin of Support, Chat or Sell.
+    #[error("actor is not an admin of Support, Chat or Sell")]
+    ActorNotAccountAdmin,
+    /// Trial accounts always allow access; their grant cannot change.
+    #[error("trial accounts always allow access")]
+    TrialAccountAlwaysOn,
+    /// A paid account cannot go back to trial.
+    #[error("a paid account cannot become a trial")]
+    PaidAccountCannotBecomeTrial,
+    /// The account was deleted; its id is not reused.
+    #[error("account was deleted")]
+    AccountDeleted,
+    /// The caller's etag no longer matches the stored grant.
+    #[error("etag does not match the current grant")]
+    EtagMismatch,
+    /// A request id was reused for a different request.
+    #[error("request_id was already used for a different request")]
+    RequestIdReused,
+    /// The RPC is declared in the contract but not served by this version.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    /// The database could not complete the operation; nothing was committed. The cause is
+    /// logged server-side and never sent to the client.
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    /// A stored value could not be read back (corruption or a bug); the cause is logged.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A single-field validation error.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(v: FieldViolation) -> Self {
+        Self::InvalidArgument(vec![v])
+    }
+}
+
+/// Collects field violations while converting a request, so the caller hears about every bad
+/// field at once rather than one per round trip.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the value, or records the violation and returns `None`.
+    pub fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    /// Records a violation.
+    pub fn push(&mut self, v: FieldViolation) {
+        self.0.push(v);
+    }
+
+    /// The converted value when nothing was recorded. `value` is built from the checked
+    /// fields (`None` exactly when one of them failed, which also recorded a violation).
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, Error> {
+        match (self.0.is_empty(), value) {
+            (true, Some(v)) => Ok(v),
+            (false, _) => Err(Error::InvalidArgument(self.0)),
+            (true, None) => Err(Error::Internal(
+                "a field failed conversion without a violation".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Validated identifiers and free text. A value of these types has passed the contract's
+//! syntax rules, so nothing downstream re-checks (or forgets to check) them.
+
+use serde::{Deserialize, Serialize};
+
+use super::FieldViolation;
+
+/// Longest user, staff, ticket or request id.
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest free text (reasons, justifications).
+pub const MAX_TEXT_CHARS: usize = 2_000;
+
+/// An account id: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// Checks the syntax; `field` names the request field in the violation.
+    pub fn parse(value: &str, field: &str) -> Result<Self, FieldViolation> {
+        let mut chars = value.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if first_ok && rest_ok && value.len() <= 63 {
+            Ok(Self(value.to_owned()))
+        } else if value.is_empty() {
+            Err(FieldViolation::new(field, "required"))
+        } else {
+            Err(FieldViolation::new(
+                field,
+                "must match ^[a-z0-9][a-z0-9_-]{0,62}$",
+            ))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AccountId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a user, staff, ticket or request id: 1..128 printable characters (no control
+/// characters, no surrounding whitespace that would make two ids look alike).
+pub fn parse_printable_id(value: &str, field: &str) -> Result<String, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "required"));
+    }
+    if value.chars().count() > MAX_ID_CHARS {
+        return Err(FieldViolation::new(field, "at most 128 characters"));
+    }
+    if value.chars().any(char::is_control) || value.trim() != value {
+        return Err(FieldViolation::new(
+            field,
+            "printable characters only, no leading or trailing whitespace",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Checks an optional idempotency key: empty means "none".
+pub fn parse_request_id(value: &str, field: &str) -> Result<Option<String>, FieldViolation> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        parse_printable_id(value, field).map(Some)
+    }
+}
+
+/// Checks free text: at most 2,000 characters, no control characters but newlines and tabs.
+pub fn parse_free_text(value: &str, field: &str) -> Result<String, FieldViolation> {
+    if value.chars().count() > MAX_TEXT_CHARS {
+        return Err(FieldViolation::new(field, "at most 2000 characters"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(FieldViolation::new(field, "control characters are not allowed"));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_id_syntax() {
+        for ok in ["a", "0", "acme", "acme-corp_1", &"a".repeat(63)] {
+            assert!(AccountId::parse(ok, "f").is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "acme corp", "é", &"a".repeat(64), "a/b"] {
+            assert!(AccountId::parse(bad, "f").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn printable_ids() {
+        assert!(parse_printable_id("user-1@example.com", "f").is_ok());
+        assert!(parse_printable_id(&"x".repeat(128), "f").is_ok());
+        assert!(parse_printable_id(&"x".repeat(129), "f").is_err());
+        assert!(parse_printable_id("a\u{0}b", "f").is_err());
+        assert!(parse_printable_id(" a", "f").is_err());
+        assert!(parse_printable_id("", "f").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure rules of the service: no I/O, no tonic, no sea-orm. Every function that depends on
+//! time takes `now` as an argument.
+
+pub mod account;
+pub mod actor;
+pub mod duration;
+pub mod error;
+pub mod grant;
+pub mod ids;
+
+pub use error::{Error, FieldViolation};

@@ -1,0 +1,70 @@
+//! `accessgrant.v1.AccessGrantService`.
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::{
+    proto::v1::{self as pb, access_grant_service_server::AccessGrantService},
+    service::{App, Caller},
+};
+
+/// Handlers of `AccessGrantService`.
+pub struct AccessGrantApi {
+    /// The application.
+    app: App,
+}
+
+impl AccessGrantApi {
+    /// Wraps the application.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+#[tonic::async_trait]
+impl AccessGrantService for AccessGrantApi {
+    async fn get_access_grant(
+        &self,
+        request: Request<pb::GetAccessGrantRequest>,
+    ) -> Result<Response<pb::GetAccessGrantResponse>, Status> {
+        let pb::GetAccessGrantRequest { account_id } = request.into_inner();
+        let id = convert::account_id(&account_id)?;
+        let grant = self.app.get_grant(&id).await?;
+        Ok(Response::new(pb::GetAccessGrantResponse {
+            access_grant: Some(grant.into()),
+        }))
+    }
+
+    async fn enable_access_grant(
+        &self,
+        request: Request<pb::EnableAccessGrantRequest>,
+    ) -> Result<Response<pb::EnableAccessGrantResponse>, Status> {
+        let (cmd, request_id) = convert::enable_request(request.into_inner())?;
+        let grant = self.app.enable_grant(cmd, request_id, Caller::development()).await?;
+        Ok(Response::new(pb::EnableAccessGrantResponse {
+            access_grant: Some(grant.into()),
+        }))
+    }
+
+    async fn disable_access_grant(
+        &self,
+        request: Request<pb::DisableAccessGrantRequest>,
+    ) -> Result<Response<pb::DisableAccessGrantResponse>, Status> {
+        let (cmd, request_id) = convert::disable_request(request.into_inner())?;
+        let grant = self.app.disable_grant(cmd, request_id, Caller::development()).await?;
+        Ok(Response::new(pb::DisableAccessGrantResponse {
+            access_grant: Some(grant.into()),
+        }))
+    }
+
+    async fn batch_get_access_grants(
+        &self,
+        request: Request<pb::BatchGetAccessGrantsRequest>,
+    ) -> Result<Response<pb::BatchGetAccessGrantsResponse>, Status> {
+        let ids = convert::batch_get_request(request.into_inner())?;
+        let grants = self.app.batch_get_grants(&ids).await?;
+        Ok(Response::new(pb::BatchGetAccessGrantsResponse {
+            access_grants: grants.into_iter().map(Into::into).collect(),
+        }))
+    }
+}

@@ -1,0 +1,55 @@
+//! `accessgrant.v1.AccountService`.
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::{
+    proto::v1::{self as pb, account_service_server::AccountService},
+    service::{App, Caller},
+};
+
+/// Handlers of `AccountService`.
+pub struct AccountApi {
+    /// The application.
+    app: App,
+}
+
+impl AccountApi {
+    /// Wraps the application.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+#[tonic::async_trait]
+impl AccountService for AccountApi {
+    async fn upsert_account(
+        &self,
+        request: Request<pb::UpsertAccountRequest>,
+    ) -> Result<Response<pb::UpsertAccountResponse>, Status> {
+        let (cmd, request_id) = convert::upsert_request(request.into_inner())?;
+        let upserted = self.app.upsert_account(cmd, request_id, Caller::development()).await?;
+        Ok(Response::new(upserted.into()))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let pb::GetAccountRequest { account_id } = request.into_inner();
+        let id = convert::account_id(&account_id)?;
+        let account = self.app.get_account(&id).await?;
+        Ok(Response::new(pb::GetAccountResponse {
+            account: Some(account.into()),
+        }))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let (id, request_id) = convert::delete_request(request.into_inner())?;
+        self.app.delete_account(id, request_id, Caller::development()).await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+}

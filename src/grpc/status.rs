@@ -1,0 +1,101 @@
+//! The only mapping from [`Error`] to a gRPC [`Status`]. Every status carries
+//! `google.rpc.ErrorInfo` (domain `accessgrant`), and `INVALID_ARGUMENT` carries `BadRequest`
+//! field violations. Internal causes are logged, never sent.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::Error;
+
+/// `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "accessgrant";
+
+fn status(code: Code, reason: &str, message: &str, mut details: ErrorDetails) -> Status {
+    details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        // No catch-all arm on purpose: a new error variant must be given a code and a reason
+        // here before the crate compiles.
+        match e {
+            Error::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in &violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                status(
+                    Code::InvalidArgument,
+                    "INVALID_ARGUMENT",
+                    "the request has invalid fields; see BadRequest details",
+                    details,
+                )
+            }
+            Error::AccountNotFound => status(
+                Code::NotFound,
+                "ACCOUNT_NOT_FOUND",
+                "account not found",
+                ErrorDetails::new(),
+            ),
+            Error::ActorNotAccountAdmin => status(
+                Code::PermissionDenied,
+                "ACTOR_NOT_ACCOUNT_ADMIN",
+                "only admins of Support, Chat or Sell may change account assumption",
+                ErrorDetails::new(),
+            ),
+            Error::TrialAccountAlwaysOn => status(
+                Code::FailedPrecondition,
+                "TRIAL_ACCOUNT_ALWAYS_ON",
+                "trial accounts always allow assumption; the setting cannot change until the account is paid",
+                ErrorDetails::new(),
+            ),
+            Error::PaidAccountCannotBecomeTrial => status(
+                Code::FailedPrecondition,
+                "PAID_ACCOUNT_CANNOT_BECOME_TRIAL",
+                "a paid account cannot become a trial",
+                ErrorDetails::new(),
+            ),
+            Error::AccountDeleted => status(
+                Code::FailedPrecondition,
+                "ACCOUNT_DELETED",
+                "the account was deleted and its id cannot be reused",
+                ErrorDetails::new(),
+            ),
+            Error::EtagMismatch => status(
+                Code::Aborted,
+                "ETAG_MISMATCH",
+                "the grant changed since it was read; read it again and retry",
+                ErrorDetails::new(),
+            ),
+            Error::RequestIdReused => status(
+                Code::InvalidArgument,
+                "REQUEST_ID_REUSED",
+                "request_id was already used for a different request",
+                ErrorDetails::with_bad_request_violation(
+                    "request_id",
+                    "already used for a different request",
+                ),
+            ),
+            Error::NotImplemented(rpc) => status(
+                Code::Unimplemented,
+                "NOT_IMPLEMENTED",
+                &format!("{rpc} is not implemented by this version"),
+                ErrorDetails::new(),
+            ),
+            Error::Storage(cause) => {
+                tracing::warn!(%cause, "request failed: storage unavailable");
+                status(
+                    Code::Unavailable,
+                    "STORAGE_UNAVAILABLE",
+                    "storage is unavailable; nothing was changed, retry later",
+                    ErrorDetails::new(),
+                )
+            }
+            Error::Internal(cause) => {
+                tracing::error!(%cause, "request failed: internal error");
+                status(Code::Internal, "INTERNAL", "internal error", ErrorDetails::new())
+            }
+        }
+    }
+}

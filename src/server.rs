@@ -1,0 +1,187 @@
+//! Assembles the gRPC server: the four services, health and reflection on one port, request
+//! spans, background upkeep, and graceful shutdown (health turns NOT_SERVING first so load
+//! balancers stop routing, then in-flight requests drain, then the database closes).
+
+use std::{future::Future, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    clock::SharedClock,
+    config::Config,
+    grpc::{
+        access_grant::AccessGrantApi, account::AccountApi, audit::AuditApi,
+        support_access::SupportAccessApi,
+    },
+    proto::{
+        FILE_DESCRIPTOR_SET,
+        v1::{
+            access_grant_service_server::AccessGrantServiceServer,
+            account_service_server::AccountServiceServer, audit_service_server::AuditServiceServer,
+            support_access_service_server::SupportAccessServiceServer,
+        },
+    },
+    service::{App, Settings},
+    storage::Store,
+};
+
+/// Names reported by the health service: the whole server (`""`) and each service.
+const HEALTH_NAMES: [&str; 5] = [
+    "",
+    "accessgrant.v1.AccessGrantService",
+    "accessgrant.v1.AccountService",
+    "accessgrant.v1.SupportAccessService",
+    "accessgrant.v1.AuditService",
+];
+
+/// How often the database is pinged to keep readiness honest.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often old idempotency records are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// Reflection could not load the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    for name in HEALTH_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Opens and migrates the database named by `config`.
+pub async fn open_store(config: &Config) -> Result<Store, sea_orm::DbErr> {
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Serves on `listener` until `shutdown` resolves. Migrations run first; health reports
+/// SERVING once they have and while the database answers.
+pub async fn run(
+    config: Config,
+    clock: SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = open_store(&config).await?;
+    let app = App::new(
+        store.clone(),
+        clock,
+        Settings {
+            idempotency_retention: config.idempotency_retention,
+        },
+    );
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let upkeep = tokio::spawn(upkeep(app.clone(), reporter.clone()));
+    set_health(&reporter, ServingStatus::Serving).await;
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, database = %redact_url(&config.database_url), "serving");
+
+    let drain_reporter = reporter.clone();
+    let signal = async move {
+        shutdown.await;
+        // Stop new traffic first: readiness fails while in-flight requests finish.
+        set_health(&drain_reporter, ServingStatus::NotServing).await;
+        tracing::info!("draining in-flight requests");
+    };
+
+    let result = Server::builder()
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AccessGrantServiceServer::new(AccessGrantApi::new(app.clone())))
+        .add_service(AccountServiceServer::new(AccountApi::new(app.clone())))
+        .add_service(SupportAccessServiceServer::new(SupportAccessApi::new(app.clone())))
+        .add_service(AuditServiceServer::new(AuditApi::new(app.clone())))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await;
+    upkeep.abort();
+    drop(app);
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "closing the database failed");
+    }
+    tracing::info!("stopped");
+    result.map_err(ServeError::from)
+}
+
+/// Background upkeep: readiness follows the database; old idempotency records are pruned.
+async fn upkeep(app: App, reporter: HealthReporter) {
+    let mut ready = true;
+    let mut ticks: u64 = 0;
+    let mut interval = tokio::time::interval(READINESS_INTERVAL);
+    loop {
+        interval.tick().await;
+        ticks += 1;
+        let reachable = app.store().ping().await.is_ok();
+        if reachable != ready {
+            ready = reachable;
+            if ready {
+                tracing::info!("database reachable again: SERVING");
+                set_health(&reporter, ServingStatus::Serving).await;
+            } else {
+                tracing::error!("database unreachable: NOT_SERVING");
+                set_health(&reporter, ServingStatus::NotServing).await;
+            }
+        }
+        if ready && ticks % (PRUNE_INTERVAL.as_secs() / READINESS_INTERVAL.as_secs()) == 1 {
+            match app.prune_idempotency_records().await {
+                Ok(n) if n > 0 => tracing::info!(records = n, "pruned idempotency records"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed"),
+            }
+        }
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/ag"),
+            "postgres://app:***@db:5432/ag"
+        );
+        assert_eq!(redact_url("sqlite://accessgrant.db?mode=rwc"), "sqlite://accessgrant.db?mode=rwc");
+    }
+}

@@ -1,0 +1,141 @@
+//! Reading and switching access grants.
+
+use serde_json::json;
+
+use super::{App, Caller, Idempotency};
+use crate::{
+    audit::{EventActor, EventKind, NewEvent},
+    audit::canonical::format_time,
+    domain::{
+        Error,
+        account::Account,
+        grant::{self, DisableGrant, EnableGrant, GrantChange, GrantView},
+        ids::AccountId,
+    },
+    storage::{accounts, audit_log, grants},
+};
+
+/// Most ids one `BatchGetAccessGrants` may ask for.
+pub const MAX_BATCH: usize = 1_000;
+
+fn open_account(account: Option<Account>) -> Result<Account, Error> {
+    account
+        .filter(|a| !a.is_deleted())
+        .ok_or(Error::AccountNotFound)
+}
+
+impl App {
+    /// The grant's effective state now.
+    pub async fn get_grant(&self, id: &AccountId) -> Result<GrantView, Error> {
+        let txn = self.store.begin_read().await?;
+        let account = open_account(accounts::find(&txn, id).await?)?;
+        let record = grants::get(&txn, id).await?;
+        Ok(GrantView::at(&account, &record, self.clock.now()))
+    }
+
+    /// Several grants in request order; any unknown (or deleted) account fails the call.
+    pub async fn batch_get_grants(&self, ids: &[AccountId]) -> Result<Vec<GrantView>, Error> {
+        let keys: Vec<&str> = ids.iter().map(AccountId::as_str).collect();
+        let txn = self.store.begin_read().await?;
+        let found = accounts::find_many(&txn, &keys).await?;
+        let records = grants::get_many(&txn, &keys).await?;
+        let now = self.clock.now();
+        let by_id: std::collections::HashMap<&str, &Account> = found
+            .iter()
+            .filter(|a| !a.is_deleted())
+            .map(|a| (a.account_id.as_str(), a))
+            .collect();
+        let grants_by_id: std::collections::HashMap<&str, &grant::GrantRecord> =
+            records.iter().map(|(id, g)| (id.as_str(), g)).collect();
+        keys.iter()
+            .map(|k| match (by_id.get(k), grants_by_id.get(k)) {
+                (Some(account), Some(record)) => Ok(GrantView::at(account, record, now)),
+                _ => Err(Error::AccountNotFound),
+            })
+            .collect()
+    }
+
+    /// Enables the grant or replaces its period.
+    pub async fn enable_grant(
+        &self,
+        cmd: EnableGrant,
+        request_id: Option<String>,
+        caller: Caller,
+    ) -> Result<GrantView, Error> {
+        // The actor's roles need no data: refuse a non-admin before touching the account.
+        grant::authorize_actor(&cmd.actor)?;
+        let idem = Idempotency::new("EnableAccessGrant", request_id.clone(), &cmd);
+        self.write(idem, move |txn, now| {
+            Box::pin(async move {
+                let account = open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
+                let record = grants::get(&**txn, &cmd.account_id).await?;
+                let (next, change) = grant::enable(&account, &record, &cmd, now)?;
+                grants::update(&**txn, &cmd.account_id, &next).await?;
+                let kind = match change {
+                    GrantChange::Enabled => EventKind::GrantEnabled,
+                    GrantChange::DurationChanged => EventKind::GrantDurationChanged,
+                    GrantChange::Disabled => {
+                        return Err(Error::Internal("enable produced a disable".into()));
+                    }
+                };
+                audit_log::append(
+                    &**txn,
+                    NewEvent {
+                        account_id: cmd.account_id.clone(),
+                        kind,
+                        actor: EventActor::CustomerUser(cmd.actor.user_id.clone()),
+                        detail: json!({
+                            "duration": cmd.duration.as_str(),
+                            "expire_time": next.expire_time.map(format_time),
+                            "previous_expire_time": record.expire_time.map(format_time),
+                            "principal": caller.principal,
+                        }),
+                        request_id,
+                    },
+                    now,
+                )
+                .await?;
+                Ok(GrantView::at(&account, &next, now))
+            })
+        })
+        .await
+    }
+
+    /// Disables the grant; a grant that is not enabled is returned unchanged, with no event.
+    pub async fn disable_grant(
+        &self,
+        cmd: DisableGrant,
+        request_id: Option<String>,
+        caller: Caller,
+    ) -> Result<GrantView, Error> {
+        grant::authorize_actor(&cmd.actor)?;
+        let idem = Idempotency::new("DisableAccessGrant", request_id.clone(), &cmd);
+        self.write(idem, move |txn, now| {
+            Box::pin(async move {
+                let account = open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
+                let record = grants::get(&**txn, &cmd.account_id).await?;
+                let Some(next) = grant::disable(&account, &record, &cmd, now)? else {
+                    return Ok(GrantView::at(&account, &record, now));
+                };
+                grants::update(&**txn, &cmd.account_id, &next).await?;
+                audit_log::append(
+                    &**txn,
+                    NewEvent {
+                        account_id: cmd.account_id.clone(),
+                        kind: EventKind::GrantDisabled,
+                        actor: EventActor::CustomerUser(cmd.actor.user_id.clone()),
+                        detail: json!({
+                            "previous_expire_time": record.expire_time.map(format_time),
+                            "principal": caller.principal,
+                        }),
+                        request_id,
+                    },
+                    now,
+                )
+                .await?;
+                Ok(GrantView::at(&account, &next, now))
+            })
+        })
+        .await
+    }
+}

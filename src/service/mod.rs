@@ -1,0 +1,146 @@
+//! Use cases: each public method is one request's work. A method reads what it needs, asks
+//! `domain` what the rules say, and writes the result and its audit event in one transaction
+//! through `storage`. Transport calls these; nothing here knows about gRPC.
+
+pub mod accounts;
+pub mod grants;
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    clock::SharedClock,
+    domain::Error,
+    storage::{
+        Store, WriteTxn,
+        idempotency::{self, Replay},
+    },
+};
+
+/// Settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long `request_id` responses are kept (at least 24 h).
+    pub idempotency_retention: Duration,
+}
+
+/// The calling service, as authenticated by transport. Recorded in audit details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal's configured name.
+    pub principal: String,
+}
+
+impl Caller {
+    /// The all-permission principal of a server without configured principals (loopback only).
+    pub fn development() -> Self {
+        Self {
+            principal: "development".into(),
+        }
+    }
+}
+
+/// The application: storage, clock and settings shared by every request.
+#[derive(Clone)]
+pub struct App {
+    /// The database.
+    pub(crate) store: Store,
+    /// The only source of "now".
+    pub(crate) clock: SharedClock,
+    /// Tunables.
+    pub(crate) settings: Arc<Settings>,
+}
+
+/// A boxed future borrowing the write transaction.
+pub type TxnFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
+
+/// Identifies a retried request: scope (the RPC), the client's key, and a fingerprint of the
+/// request's content so a key reused for another request is refused.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The RPC.
+    scope: &'static str,
+    /// The client's key.
+    request_id: String,
+    /// SHA-256 of the validated command.
+    fingerprint: String,
+}
+
+impl Idempotency {
+    /// `None` when the client sent no request id.
+    pub fn new<C: Serialize>(scope: &'static str, request_id: Option<String>, command: &C) -> Option<Self> {
+        let request_id = request_id?;
+        let json = serde_json::to_vec(command).unwrap_or_default();
+        Some(Self {
+            scope,
+            request_id,
+            fingerprint: hex::encode(Sha256::digest(json)),
+        })
+    }
+}
+
+impl App {
+    /// Assembles the application.
+    pub fn new(store: Store, clock: SharedClock, settings: Settings) -> Self {
+        Self {
+            store,
+            clock,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The store (for the server's lifecycle and offline tools).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs one change: replays the first response for a known request id, otherwise runs
+    /// `op` and remembers its response, all in one write transaction.
+    ///
+    /// The work runs on its own task: if the client disconnects or its deadline passes, tonic
+    /// drops the handler, but the transaction still either commits whole or rolls back whole;
+    /// it is never cut between the change and its audit event.
+    pub(crate) async fn write<T, F>(&self, idem: Option<Idempotency>, op: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: for<'t> FnOnce(&'t WriteTxn, DateTime<Utc>) -> TxnFuture<'t, T> + Send + 'static,
+    {
+        let app = self.clone();
+        let task = tokio::spawn(async move {
+            let txn = app.store.begin_write().await?;
+            // Read the clock only once the write lock is held, so event times follow commit
+            // order.
+            let now = app.clock.now();
+            if let Some(k) = &idem {
+                if let Replay::Stored(first) =
+                    idempotency::lookup(&*txn, k.scope, &k.request_id, &k.fingerprint).await?
+                {
+                    return Ok(first);
+                }
+            }
+            let out = op(&txn, now).await?;
+            if let Some(k) = &idem {
+                idempotency::remember(&*txn, k.scope, &k.request_id, &k.fingerprint, &out, now)
+                    .await?;
+            }
+            txn.commit().await?;
+            Ok(out)
+        });
+        task.await
+            .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+    }
+
+    /// Deletes idempotency records past their retention; run periodically by the server.
+    pub async fn prune_idempotency_records(&self) -> Result<u64, Error> {
+        let retention = chrono::Duration::from_std(self.settings.idempotency_retention)
+            .unwrap_or(chrono::Duration::days(1));
+        let cutoff = self.clock.now() - retention;
+        let txn = self.store.begin_write().await?;
+        let n = idempotency::prune(&*txn, cutoff).await?;
+        txn.commit().await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,9 @@
+//! sea-orm entities: one module per table. Times are stored as microseconds since the Unix
+//! epoch in 64-bit integers, identical on SQLite and PostgreSQL, so ordering, equality and the
+//! audit hash never depend on a driver's text format for timestamps.
+
+pub mod access_grant;
+pub mod account;
+pub mod audit_chain_head;
+pub mod audit_event;
+pub mod idempotency_record;

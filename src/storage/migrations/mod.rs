@@ -1,0 +1,24 @@
+//! Schema migrations, applied in order at start (`accessgrant serve`) or by
+//! `accessgrant migrate`. One migration per file: `DeriveMigrationName` takes the name from it.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_accounts;
+mod m20261125_000002_create_access_grants;
+mod m20261125_000003_create_audit_events;
+mod m20261125_000004_create_idempotency_records;
+
+/// The ordered list of migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_accounts::Migration),
+            Box::new(m20261125_000002_create_access_grants::Migration),
+            Box::new(m20261125_000003_create_audit_events::Migration),
+            Box::new(m20261125_000004_create_idempotency_records::Migration),
+        ]
+    }
+}

@@ -1,0 +1,175 @@
+//! Persistence: sea-orm entities, migrations and repositories over SQLite (embedded default) or
+//! PostgreSQL.
+//!
+//! **Write discipline.** Every change runs in one transaction obtained from
+//! [`Store::begin_write`], which writes the grant/account rows *and* their audit event together
+//! or not at all. On SQLite, writes also pass through one in-process mutex and start with
+//! `BEGIN IMMEDIATE`: a deferred transaction that reads first and then writes would try to
+//! upgrade its read lock, and SQLite answers such an upgrade with `SQLITE_BUSY` at once (no
+//! busy wait) whenever another writer got there first. Taking the write lock up front, one
+//! writer at a time, makes that impossible, and readers are never blocked (WAL mode). On
+//! PostgreSQL, concurrent writers (several replicas) are serialized per account by row locks
+//! (`SELECT … FOR UPDATE`) taken inside the transaction.
+//!
+//! **Durability.** SQLite runs with `journal_mode=WAL` and `synchronous=FULL`: a commit has
+//! reached the disk (the WAL is fsynced) before the call returns.
+
+pub mod accounts;
+pub mod audit_log;
+pub mod entities;
+pub mod grants;
+pub mod idempotency;
+pub mod migrations;
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::domain::Error;
+
+/// How long a SQLite statement waits for a lock held by another process (e.g. a backup)
+/// before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A database failure becomes a retryable storage error. The cause is logged here, once, and
+/// never reaches the client.
+impl From<DbErr> for Error {
+    fn from(e: DbErr) -> Self {
+        tracing::error!(error = %e, "database operation failed");
+        Error::Storage(e.to_string())
+    }
+}
+
+/// The database, with the write path that keeps changes atomic and serialized.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// The connection pool (readers and writers).
+    db: DatabaseConnection,
+    /// Serializes write transactions on SQLite; unused on PostgreSQL (row locks do that job
+    /// across replicas).
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// A write transaction. Dropping it without [`WriteTxn::commit`] rolls it back.
+pub struct WriteTxn {
+    /// The open transaction.
+    txn: DatabaseTransaction,
+    /// Held until commit or rollback (SQLite only).
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    /// Commits durably.
+    pub async fn commit(self) -> Result<(), Error> {
+        self.txn.commit().await.map_err(Error::from)
+    }
+}
+
+impl Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl Store {
+    /// Connects (creating the SQLite file with `mode=rwc`) and configures durability.
+    pub async fn connect(url: &str) -> Result<Self, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await?;
+        Ok(Self {
+            db,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        migrations::Migrator::up(&self.db, None).await
+    }
+
+    /// The pool, for reads.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Starts a read transaction: a consistent snapshot across several queries.
+    pub async fn begin_read(&self) -> Result<DatabaseTransaction, Error> {
+        self.db.begin().await.map_err(Error::from)
+    }
+
+    /// Starts a write transaction (see the module doc for why it is immediate and serialized
+    /// on SQLite).
+    pub async fn begin_write(&self) -> Result<WriteTxn, Error> {
+        if self.backend() == DbBackend::Sqlite {
+            let guard = self.write_lock.clone().lock_owned().await;
+            let txn = self
+                .db
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..TransactionOptions::default()
+                })
+                .await?;
+            Ok(WriteTxn {
+                txn,
+                _guard: Some(guard),
+            })
+        } else {
+            Ok(WriteTxn {
+                txn: self.db.begin().await?,
+                _guard: None,
+            })
+        }
+    }
+
+    /// Checks the database answers (for readiness).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.db.ping().await.map_err(Error::from)
+    }
+
+    /// Closes the pool (after draining requests), so SQLite checkpoints its WAL.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.db.close().await
+    }
+}
+
+/// Time to storage microseconds.
+pub fn to_us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Storage microseconds to time. Out-of-range values (only possible by editing the database)
+/// are an internal error, not a panic.
+pub fn from_us(us: i64) -> Result<DateTime<Utc>, Error> {
+    Utc.timestamp_micros(us)
+        .single()
+        .ok_or_else(|| Error::Internal(format!("stored time {us} out of range")))
+}
+
+/// Optional variant of [`from_us`].
+pub fn from_us_opt(us: Option<i64>) -> Result<Option<DateTime<Utc>>, Error> {
+    us.map(from_us).transpose()
+}

@@ -101,7 +101,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("accessgrant: cannot start the async runtime: {e}");
@@ -191,5 +194,9 @@ async fn verify(config: Config, account: Option<String>) -> ExitCode {
         }
     }
     let _ = store.close().await;
-    if broken { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if broken {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -43,6 +43,7 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     log_format: Option<LogFormat>,
+    drain_timeout: Option<String>,
     assumptions: Option<FileAssumptions>,
     idempotency: Option<FileIdempotency>,
 }
@@ -80,6 +81,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Assumption limits.
     pub assumptions: AssumptionSettings,
+    /// How long shutdown waits for in-flight requests and open streams (`drain_timeout`,
+    /// default 15 s) before closing them: a watch stream never ends by itself.
+    pub drain_timeout: Duration,
     /// How long `request_id` responses are kept (`[idempotency] retention`, default 48 h,
     /// never below 24 h).
     pub idempotency_retention: Duration,
@@ -114,7 +118,11 @@ pub enum ConfigError {
     },
 }
 
-fn parse_duration(key: &'static str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+fn parse_duration(
+    key: &'static str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
         Some(text) => humantime::parse_duration(&text).map_err(|e| ConfigError::Invalid {
@@ -152,7 +160,10 @@ impl Config {
             .database_url
             .or(file.database_url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
             return Err(ConfigError::Invalid {
                 key: "database_url",
                 reason: "must start with sqlite: or postgres://".into(),
@@ -191,7 +202,10 @@ impl Config {
                 reason: "must be at least 24h: clients may retry for a day".into(),
             });
         }
+        let drain_timeout =
+            parse_duration("drain_timeout", file.drain_timeout, Duration::from_secs(15))?;
         Ok(Self {
+            drain_timeout,
             listen,
             database_url,
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
@@ -242,11 +256,17 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "lisen = \"x\"").unwrap();
         assert!(matches!(
-            Config::load(Overrides { config: Some(f.path().into()), ..Overrides::default() }),
+            Config::load(Overrides {
+                config: Some(f.path().into()),
+                ..Overrides::default()
+            }),
             Err(ConfigError::Parse { .. })
         ));
         assert!(matches!(
-            Config::load(Overrides { listen: Some("nope".into()), ..Overrides::default() }),
+            Config::load(Overrides {
+                listen: Some("nope".into()),
+                ..Overrides::default()
+            }),
             Err(ConfigError::Invalid { key: "listen", .. })
         ));
     }

@@ -7,21 +7,21 @@
 //!
 //! ## Layout
 //!
-//! - [`cli`]: the `accessgrant` command line (`serve`, `migrate`, `audit verify`).
-//! - [`config`]: the one configuration: defaults ← TOML file ← env/flags, validated once.
-//! - [`server`]: assembles services, health, reflection; runs until shutdown, then drains.
-//! - [`shutdown`]: SIGTERM/SIGINT.
-//! - [`telemetry`]: logging (text or JSON).
-//! - [`clock`]: the `Clock` trait, system and manual clocks; the only source of "now".
-//! - [`proto`]: generated protobuf/gRPC code and the reflection descriptor set.
-//! - [`domain`]: pure rules — ids, actors, durations, the grant state machine, plan changes,
+//! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`).
+//! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
+//! - [`server`] — assembles services, health, reflection; runs until shutdown, then drains.
+//! - [`shutdown`] — SIGTERM/SIGINT.
+//! - [`telemetry`] — logging (text or JSON).
+//! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".
+//! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
+//! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
 //!   the error type. No I/O, no tonic, no sea-orm.
-//! - [`audit`]: audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
-//! - [`service`]: use cases — one method per request, one transaction per change, the
+//! - [`audit`] — audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
+//! - [`service`] — use cases — one method per request, one transaction per change, the
 //!   idempotency (`request_id`) wrapper.
-//! - [`storage`]: sea-orm entities, migrations and repositories; the write path
+//! - [`storage`] — sea-orm entities, migrations and repositories; the write path
 //!   (`BEGIN IMMEDIATE`, single writer on SQLite) and the one audit appender.
-//! - [`grpc`]: thin handlers per service, request/response conversions with validation, and
+//! - [`grpc`] — thin handlers per service, request/response conversions with validation, and
 //!   the one `Error` → `Status` mapping.
 
 #![warn(missing_docs)]

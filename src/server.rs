@@ -104,24 +104,46 @@ pub async fn run(
     tracing::info!(?addr, database = %redact_url(&config.database_url), "serving");
 
     let drain_reporter = reporter.clone();
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         // Stop new traffic first: readiness fails while in-flight requests finish.
         set_health(&drain_reporter, ServingStatus::NotServing).await;
         tracing::info!("draining in-flight requests");
+        let _ = draining_tx.send(());
+    };
+    // Streams (health Watch, audit Watch) never finish by themselves: after the drain timeout,
+    // stop waiting for them.
+    let drain_timeout = config.drain_timeout;
+    let drain_deadline = async move {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(drain_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
     };
 
-    let result = Server::builder()
+    let serve = Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AccessGrantServiceServer::new(AccessGrantApi::new(app.clone())))
+        .add_service(AccessGrantServiceServer::new(AccessGrantApi::new(
+            app.clone(),
+        )))
         .add_service(AccountServiceServer::new(AccountApi::new(app.clone())))
-        .add_service(SupportAccessServiceServer::new(SupportAccessApi::new(app.clone())))
+        .add_service(SupportAccessServiceServer::new(SupportAccessApi::new(
+            app.clone(),
+        )))
         .add_service(AuditServiceServer::new(AuditApi::new(app.clone())))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let result = tokio::select! {
+        result = serve => result,
+        () = drain_deadline => {
+            tracing::warn!(?drain_timeout, "drain timeout passed: closing the remaining streams");
+            Ok(())
+        }
+    };
     upkeep.abort();
     drop(app);
     if let Err(e) = store.close().await {
@@ -182,6 +204,9 @@ mod tests {
             redact_url("postgres://app:s3cret@db:5432/ag"),
             "postgres://app:***@db:5432/ag"
         );
-        assert_eq!(redact_url("sqlite://accessgrant.db?mode=rwc"), "sqlite://accessgrant.db?mode=rwc");
+        assert_eq!(
+            redact_url("sqlite://accessgrant.db?mode=rwc"),
+            "sqlite://accessgrant.db?mode=rwc"
+        );
     }
 }

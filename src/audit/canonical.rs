@@ -102,7 +102,8 @@ mod tests {
             request_id: "",
         };
         let bytes = encode(&f);
-        let expected_prefix = b"\0\0\0\x14accessgrant.audit.v1\0\0\0\x02e1\0\0\0\x04acme\0\0\0\x011";
+        let expected_prefix =
+            b"\0\0\0\x14accessgrant.audit.v1\0\0\0\x02e1\0\0\0\x04acme\0\0\0\x011";
         assert!(bytes.starts_with(expected_prefix));
         assert!(bytes.ends_with(b"\0\0\0\x02{}\0\0\0\0"));
         let time = b"\0\0\0\x1b2026-11-25T09:30:00.000000Z";

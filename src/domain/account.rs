@@ -105,9 +105,18 @@ mod tests {
         assert_eq!(plan_change(None, Plan::Trial).unwrap(), PlanChange::Create);
         let trial = account(Plan::Trial, false);
         let paid = account(Plan::Paid, false);
-        assert_eq!(plan_change(Some(&trial), Plan::Trial).unwrap(), PlanChange::Unchanged);
-        assert_eq!(plan_change(Some(&trial), Plan::Paid).unwrap(), PlanChange::ConvertToPaid);
-        assert_eq!(plan_change(Some(&paid), Plan::Paid).unwrap(), PlanChange::Unchanged);
+        assert_eq!(
+            plan_change(Some(&trial), Plan::Trial).unwrap(),
+            PlanChange::Unchanged
+        );
+        assert_eq!(
+            plan_change(Some(&trial), Plan::Paid).unwrap(),
+            PlanChange::ConvertToPaid
+        );
+        assert_eq!(
+            plan_change(Some(&paid), Plan::Paid).unwrap(),
+            PlanChange::Unchanged
+        );
         assert!(matches!(
             plan_change(Some(&paid), Plan::Trial),
             Err(Error::PaidAccountCannotBecomeTrial)

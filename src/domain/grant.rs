@@ -273,7 +273,10 @@ mod tests {
         assert_eq!(change, GrantChange::Enabled);
         let end = rec.expire_time.unwrap();
         let just_before = end - Duration::microseconds(1);
-        assert_eq!(effective_state(Plan::Paid, &rec, just_before), GrantState::Enabled);
+        assert_eq!(
+            effective_state(Plan::Paid, &rec, just_before),
+            GrantState::Enabled
+        );
         assert_eq!(effective_state(Plan::Paid, &rec, end), GrantState::Expired);
     }
 
@@ -285,6 +288,9 @@ mod tests {
             actor: admin(),
             etag: None,
         };
-        assert_eq!(disable(&paid(), &GrantRecord::initial(now), &cmd, now).unwrap(), None);
+        assert_eq!(
+            disable(&paid(), &GrantRecord::initial(now), &cmd, now).unwrap(),
+            None
+        );
     }
 }

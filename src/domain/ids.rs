@@ -22,7 +22,8 @@ impl AccountId {
         let first_ok = chars
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        let rest_ok =
+            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if first_ok && rest_ok && value.len() <= 63 {
             Ok(Self(value.to_owned()))
         } else if value.is_empty() {
@@ -83,7 +84,10 @@ pub fn parse_free_text(value: &str, field: &str) -> Result<String, FieldViolatio
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
     {
-        return Err(FieldViolation::new(field, "control characters are not allowed"));
+        return Err(FieldViolation::new(
+            field,
+            "control characters are not allowed",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -97,7 +101,16 @@ mod tests {
         for ok in ["a", "0", "acme", "acme-corp_1", &"a".repeat(63)] {
             assert!(AccountId::parse(ok, "f").is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "_a", "A", "acme corp", "é", &"a".repeat(64), "a/b"] {
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "A",
+            "acme corp",
+            "é",
+            &"a".repeat(64),
+            "a/b",
+        ] {
             assert!(AccountId::parse(bad, "f").is_err(), "{bad}");
         }
     }

@@ -40,7 +40,10 @@ impl AccessGrantService for AccessGrantApi {
         request: Request<pb::EnableAccessGrantRequest>,
     ) -> Result<Response<pb::EnableAccessGrantResponse>, Status> {
         let (cmd, request_id) = convert::enable_request(request.into_inner())?;
-        let grant = self.app.enable_grant(cmd, request_id, Caller::development()).await?;
+        let grant = self
+            .app
+            .enable_grant(cmd, request_id, Caller::development())
+            .await?;
         Ok(Response::new(pb::EnableAccessGrantResponse {
             access_grant: Some(grant.into()),
         }))
@@ -51,7 +54,10 @@ impl AccessGrantService for AccessGrantApi {
         request: Request<pb::DisableAccessGrantRequest>,
     ) -> Result<Response<pb::DisableAccessGrantResponse>, Status> {
         let (cmd, request_id) = convert::disable_request(request.into_inner())?;
-        let grant = self.app.disable_grant(cmd, request_id, Caller::development()).await?;
+        let grant = self
+            .app
+            .disable_grant(cmd, request_id, Caller::development())
+            .await?;
         Ok(Response::new(pb::DisableAccessGrantResponse {
             access_grant: Some(grant.into()),
         }))

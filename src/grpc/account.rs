@@ -28,7 +28,10 @@ impl AccountService for AccountApi {
         request: Request<pb::UpsertAccountRequest>,
     ) -> Result<Response<pb::UpsertAccountResponse>, Status> {
         let (cmd, request_id) = convert::upsert_request(request.into_inner())?;
-        let upserted = self.app.upsert_account(cmd, request_id, Caller::development()).await?;
+        let upserted = self
+            .app
+            .upsert_account(cmd, request_id, Caller::development())
+            .await?;
         Ok(Response::new(upserted.into()))
     }
 
@@ -49,7 +52,9 @@ impl AccountService for AccountApi {
         request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
         let (id, request_id) = convert::delete_request(request.into_inner())?;
-        self.app.delete_account(id, request_id, Caller::development()).await?;
+        self.app
+            .delete_account(id, request_id, Caller::development())
+            .await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
     }
 }

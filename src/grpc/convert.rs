@@ -28,7 +28,8 @@ pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
 }
 
 fn enum_value<E: TryFrom<i32>>(value: i32, field: &str) -> Result<E, FieldViolation> {
-    E::try_from(value).map_err(|_| FieldViolation::new(field, format!("unknown enum value {value}")))
+    E::try_from(value)
+        .map_err(|_| FieldViolation::new(field, format!("unknown enum value {value}")))
 }
 
 fn duration(value: i32, field: &str) -> Result<AccessDuration, FieldViolation> {
@@ -75,16 +76,34 @@ fn actor(value: Option<pb::Actor>, field: &str, v: &mut Violations) -> Option<Ac
         v.push(FieldViolation::new(field, "required"));
         return None;
     };
-    let user_id = v.check(ids::parse_printable_id(&user_id, &format!("{field}.user_id")));
+    let user_id = v.check(ids::parse_printable_id(
+        &user_id,
+        &format!("{field}.user_id"),
+    ));
     if roles.len() > 64 {
-        v.push(FieldViolation::new(format!("{field}.roles"), "at most 64 roles"));
+        v.push(FieldViolation::new(
+            format!("{field}.roles"),
+            "at most 64 roles",
+        ));
         return None;
     }
     let mut out = Vec::with_capacity(roles.len());
+    let mut roles_ok = true;
     for (i, pb::ProductRole { product, role }) in roles.into_iter().enumerate() {
-        let product = v.check(enum_value::<pb::Product>(product, &format!("{field}.roles[{i}].product")));
-        let role = v.check(enum_value::<pb::Role>(role, &format!("{field}.roles[{i}].role")));
-        let product = match product? {
+        let product = v.check(enum_value::<pb::Product>(
+            product,
+            &format!("{field}.roles[{i}].product"),
+        ));
+        let role = v.check(enum_value::<pb::Role>(
+            role,
+            &format!("{field}.roles[{i}].role"),
+        ));
+        // Keep checking the remaining roles after a bad one, so every violation is reported.
+        let (Some(product), Some(role)) = (product, role) else {
+            roles_ok = false;
+            continue;
+        };
+        let product = match product {
             pb::Product::Unspecified => continue,
             pb::Product::Support => Product::Support,
             pb::Product::Chat => Product::Chat,
@@ -93,13 +112,16 @@ fn actor(value: Option<pb::Actor>, field: &str, v: &mut Violations) -> Option<Ac
             pb::Product::Guide => Product::Guide,
             pb::Product::Talk => Product::Talk,
         };
-        let role = match role? {
+        let role = match role {
             pb::Role::Unspecified => continue,
             pb::Role::Admin => Role::Admin,
             pb::Role::Agent => Role::Agent,
             pb::Role::Other => Role::Other,
         };
         out.push((product, role));
+    }
+    if !roles_ok {
+        return None;
     }
     Some(Actor {
         user_id: user_id?,
@@ -117,7 +139,9 @@ pub fn account_id(value: &str) -> Result<AccountId, Error> {
 }
 
 /// A validated `EnableAccessGrant` request.
-pub fn enable_request(req: pb::EnableAccessGrantRequest) -> Result<(EnableGrant, Option<String>), Error> {
+pub fn enable_request(
+    req: pb::EnableAccessGrantRequest,
+) -> Result<(EnableGrant, Option<String>), Error> {
     let pb::EnableAccessGrantRequest {
         account_id,
         duration: duration_value,
@@ -145,7 +169,9 @@ pub fn enable_request(req: pb::EnableAccessGrantRequest) -> Result<(EnableGrant,
 }
 
 /// A validated `DisableAccessGrant` request.
-pub fn disable_request(req: pb::DisableAccessGrantRequest) -> Result<(DisableGrant, Option<String>), Error> {
+pub fn disable_request(
+    req: pb::DisableAccessGrantRequest,
+) -> Result<(DisableGrant, Option<String>), Error> {
     let pb::DisableAccessGrantRequest {
         account_id,
         actor: actor_value,
@@ -188,7 +214,9 @@ pub fn batch_get_request(req: pb::BatchGetAccessGrantsRequest) -> Result<Vec<Acc
 }
 
 /// A validated `UpsertAccount` request.
-pub fn upsert_request(req: pb::UpsertAccountRequest) -> Result<(UpsertAccount, Option<String>), Error> {
+pub fn upsert_request(
+    req: pb::UpsertAccountRequest,
+) -> Result<(UpsertAccount, Option<String>), Error> {
     let pb::UpsertAccountRequest {
         account_id,
         plan: plan_value,

@@ -94,7 +94,12 @@ impl From<Error> for Status {
             }
             Error::Internal(cause) => {
                 tracing::error!(%cause, "request failed: internal error");
-                status(Code::Internal, "INTERNAL", "internal error", ErrorDetails::new())
+                status(
+                    Code::Internal,
+                    "INTERNAL",
+                    "internal error",
+                    ErrorDetails::new(),
+                )
             }
         }
     }

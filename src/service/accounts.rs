@@ -78,7 +78,8 @@ impl App {
                         };
                         accounts::update(&**txn, &account).await?;
                         let record = grants::get(&**txn, &cmd.account_id).await?;
-                        grants::update(&**txn, &cmd.account_id, &record.reset_for_paid(now)).await?;
+                        grants::update(&**txn, &cmd.account_id, &record.reset_for_paid(now))
+                            .await?;
                         (account, EventKind::AccountConvertedToPaid)
                     }
                 };

@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::{App, Caller, Idempotency};
 use crate::{
-    audit::{EventActor, EventKind, NewEvent},
     audit::canonical::format_time,
+    audit::{EventActor, EventKind, NewEvent},
     domain::{
         Error,
         account::Account,
@@ -67,7 +67,8 @@ impl App {
         let idem = Idempotency::new("EnableAccessGrant", request_id.clone(), &cmd);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
-                let account = open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
+                let account =
+                    open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
                 let record = grants::get(&**txn, &cmd.account_id).await?;
                 let (next, change) = grant::enable(&account, &record, &cmd, now)?;
                 grants::update(&**txn, &cmd.account_id, &next).await?;
@@ -112,7 +113,8 @@ impl App {
         let idem = Idempotency::new("DisableAccessGrant", request_id.clone(), &cmd);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
-                let account = open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
+                let account =
+                    open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
                 let record = grants::get(&**txn, &cmd.account_id).await?;
                 let Some(next) = grant::disable(&account, &record, &cmd, now)? else {
                     return Ok(GrantView::at(&account, &record, now));

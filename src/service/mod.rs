@@ -71,7 +71,11 @@ pub struct Idempotency {
 
 impl Idempotency {
     /// `None` when the client sent no request id.
-    pub fn new<C: Serialize>(scope: &'static str, request_id: Option<String>, command: &C) -> Option<Self> {
+    pub fn new<C: Serialize>(
+        scope: &'static str,
+        request_id: Option<String>,
+        command: &C,
+    ) -> Option<Self> {
         let request_id = request_id?;
         let json = serde_json::to_vec(command).unwrap_or_default();
         Some(Self {
@@ -114,12 +118,11 @@ impl App {
             // Read the clock only once the write lock is held, so event times follow commit
             // order.
             let now = app.clock.now();
-            if let Some(k) = &idem {
-                if let Replay::Stored(first) =
+            if let Some(k) = &idem
+                && let Replay::Stored(first) =
                     idempotency::lookup(&*txn, k.scope, &k.request_id, &k.fingerprint).await?
-                {
-                    return Ok(first);
-                }
+            {
+                return Ok(first);
             }
             let out = op(&txn, now).await?;
             if let Some(k) = &idem {

@@ -69,7 +69,9 @@ pub async fn find_many(db: &impl ConnectionTrait, ids: &[&str]) -> Result<Vec<Ac
 
 /// Inserts a new account.
 pub async fn insert(db: &impl ConnectionTrait, a: &Account) -> Result<(), Error> {
-    account::Entity::insert(to_model(a)).exec_without_returning(db).await?;
+    account::Entity::insert(to_model(a))
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 

@@ -3,9 +3,7 @@
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::{entities::access_grant, from_us, from_us_opt, to_us};
-use crate::domain::{
-    Error, duration::AccessDuration, grant::GrantRecord, ids::AccountId,
-};
+use crate::domain::{Error, duration::AccessDuration, grant::GrantRecord, ids::AccountId};
 
 fn to_domain(m: access_grant::Model) -> Result<GrantRecord, Error> {
     let duration = m
@@ -65,7 +63,11 @@ pub async fn get_many(
 }
 
 /// Inserts the grant of a new account.
-pub async fn insert(db: &impl ConnectionTrait, id: &AccountId, g: &GrantRecord) -> Result<(), Error> {
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    id: &AccountId,
+    g: &GrantRecord,
+) -> Result<(), Error> {
     access_grant::Entity::insert(to_model(id, g))
         .exec_without_returning(db)
         .await?;
@@ -73,7 +75,13 @@ pub async fn insert(db: &impl ConnectionTrait, id: &AccountId, g: &GrantRecord) 
 }
 
 /// Replaces a grant.
-pub async fn update(db: &impl ConnectionTrait, id: &AccountId, g: &GrantRecord) -> Result<(), Error> {
-    access_grant::Entity::update(to_model(id, g)).exec(db).await?;
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: &AccountId,
+    g: &GrantRecord,
+) -> Result<(), Error> {
+    access_grant::Entity::update(to_model(id, g))
+        .exec(db)
+        .await?;
     Ok(())
 }

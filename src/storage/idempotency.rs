@@ -25,9 +25,10 @@ pub async fn lookup<T: DeserializeOwned>(
     request_id: &str,
     fingerprint: &str,
 ) -> Result<Replay<T>, Error> {
-    let Some(record) = idempotency_record::Entity::find_by_id((scope.to_owned(), request_id.to_owned()))
-        .one(db)
-        .await?
+    let Some(record) =
+        idempotency_record::Entity::find_by_id((scope.to_owned(), request_id.to_owned()))
+            .one(db)
+            .await?
     else {
         return Ok(Replay::Fresh);
     };

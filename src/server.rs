@@ -12,6 +12,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     clock::SharedClock,
     config::Config,
+    domain::assumption::Lifetimes,
     grpc::{
         access_grant::AccessGrantApi, account::AccountApi, audit::AuditApi,
         support_access::SupportAccessApi,
@@ -36,6 +37,10 @@ const HEALTH_NAMES: [&str; 5] = [
     "accessgrant.v1.SupportAccessService",
     "accessgrant.v1.AuditService",
 ];
+
+/// A health name that stays SERVING while the process runs, for liveness probes: a database
+/// outage should take the pod out of rotation (readiness), not restart it.
+pub const LIVENESS_NAME: &str = "liveness";
 
 /// How often the database is pinged to keep readiness honest.
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
@@ -83,6 +88,12 @@ pub async fn run(
         clock,
         Settings {
             idempotency_retention: config.idempotency_retention,
+            lifetimes: Lifetimes {
+                max: chrono::Duration::from_std(config.assumptions.max_lifetime)
+                    .unwrap_or(chrono::Duration::hours(8)),
+                emergency: chrono::Duration::from_std(config.assumptions.emergency_lifetime)
+                    .unwrap_or(chrono::Duration::hours(1)),
+            },
         },
     );
 
@@ -100,6 +111,9 @@ pub async fn run(
 
     let upkeep = tokio::spawn(upkeep(app.clone(), reporter.clone()));
     set_health(&reporter, ServingStatus::Serving).await;
+    reporter
+        .set_service_status(LIVENESS_NAME, ServingStatus::Serving)
+        .await;
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, database = %redact_url(&config.database_url), "serving");
 

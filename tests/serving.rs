@@ -22,6 +22,7 @@ async fn health_is_serving_after_migrations() {
         "accessgrant.v1.AccountService",
         "accessgrant.v1.SupportAccessService",
         "accessgrant.v1.AuditService",
+        "liveness",
     ] {
         let status = health
             .check(HealthCheckRequest {

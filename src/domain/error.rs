@@ -47,9 +47,12 @@ pub enum Error {
     /// A request id was reused for a different request.
     #[error("request_id was already used for a different request")]
     RequestIdReused,
-    /// The RPC is declared in the contract but not served by this version.
-    #[error("not implemented: {0}")]
-    NotImplemented(&'static str),
+    /// The calling service lacks the permission this request needs.
+    #[error("caller lacks permission {0}")]
+    CallerLacksPermission(&'static str),
+    /// No such assumption.
+    #[error("assumption not found")]
+    AssumptionNotFound,
     /// The database could not complete the operation; nothing was committed. The cause is
     /// logged server-side and never sent to the client.
     #[error("storage unavailable: {0}")]

@@ -3,9 +3,11 @@
 
 pub mod account;
 pub mod actor;
+pub mod assumption;
 pub mod duration;
 pub mod error;
 pub mod grant;
 pub mod ids;
+pub mod permission;
 
 pub use error::{Error, FieldViolation};

@@ -2,10 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{caller, convert};
 use crate::{
     proto::v1::{self as pb, access_grant_service_server::AccessGrantService},
-    service::{App, Caller},
+    service::App,
 };
 
 /// Handlers of `AccessGrantService`.
@@ -27,9 +27,10 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::GetAccessGrantRequest>,
     ) -> Result<Response<pb::GetAccessGrantResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::GetAccessGrantRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
-        let grant = self.app.get_grant(&id).await?;
+        let grant = self.app.get_grant(&id, &caller).await?;
         Ok(Response::new(pb::GetAccessGrantResponse {
             access_grant: Some(grant.into()),
         }))
@@ -39,11 +40,9 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::EnableAccessGrantRequest>,
     ) -> Result<Response<pb::EnableAccessGrantResponse>, Status> {
+        let caller = caller(&request)?;
         let (cmd, request_id) = convert::enable_request(request.into_inner())?;
-        let grant = self
-            .app
-            .enable_grant(cmd, request_id, Caller::development())
-            .await?;
+        let grant = self.app.enable_grant(cmd, request_id, caller).await?;
         Ok(Response::new(pb::EnableAccessGrantResponse {
             access_grant: Some(grant.into()),
         }))
@@ -53,11 +52,9 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::DisableAccessGrantRequest>,
     ) -> Result<Response<pb::DisableAccessGrantResponse>, Status> {
+        let caller = caller(&request)?;
         let (cmd, request_id) = convert::disable_request(request.into_inner())?;
-        let grant = self
-            .app
-            .disable_grant(cmd, request_id, Caller::development())
-            .await?;
+        let grant = self.app.disable_grant(cmd, request_id, caller).await?;
         Ok(Response::new(pb::DisableAccessGrantResponse {
             access_grant: Some(grant.into()),
         }))
@@ -67,8 +64,9 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::BatchGetAccessGrantsRequest>,
     ) -> Result<Response<pb::BatchGetAccessGrantsResponse>, Status> {
+        let caller = caller(&request)?;
         let ids = convert::batch_get_request(request.into_inner())?;
-        let grants = self.app.batch_get_grants(&ids).await?;
+        let grants = self.app.batch_get_grants(&ids, &caller).await?;
         Ok(Response::new(pb::BatchGetAccessGrantsResponse {
             access_grants: grants.into_iter().map(Into::into).collect(),
         }))

@@ -2,10 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{caller, convert};
 use crate::{
     proto::v1::{self as pb, account_service_server::AccountService},
-    service::{App, Caller},
+    service::App,
 };
 
 /// Handlers of `AccountService`.
@@ -27,11 +27,9 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::UpsertAccountRequest>,
     ) -> Result<Response<pb::UpsertAccountResponse>, Status> {
+        let caller = caller(&request)?;
         let (cmd, request_id) = convert::upsert_request(request.into_inner())?;
-        let upserted = self
-            .app
-            .upsert_account(cmd, request_id, Caller::development())
-            .await?;
+        let upserted = self.app.upsert_account(cmd, request_id, caller).await?;
         Ok(Response::new(upserted.into()))
     }
 
@@ -39,9 +37,10 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::GetAccountRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
-        let account = self.app.get_account(&id).await?;
+        let account = self.app.get_account(&id, &caller).await?;
         Ok(Response::new(pb::GetAccountResponse {
             account: Some(account.into()),
         }))
@@ -51,10 +50,9 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let caller = caller(&request)?;
         let (id, request_id) = convert::delete_request(request.into_inner())?;
-        self.app
-            .delete_account(id, request_id, Caller::development())
-            .await?;
+        self.app.delete_account(id, request_id, caller).await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
     }
 }

@@ -1,13 +1,12 @@
-//! `accessgrant.v1.AuditService`: declared with its final messages; served with the
-//! tamper-evident log milestone, until then every RPC answers `UNIMPLEMENTED`.
+//! `accessgrant.v1.AuditService`.
 
 use std::pin::Pin;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::{caller, convert};
 use crate::{
-    domain::Error,
     proto::v1::{self as pb, audit_service_server::AuditService},
     service::App,
 };
@@ -15,13 +14,13 @@ use crate::{
 /// Handlers of `AuditService`.
 pub struct AuditApi {
     /// The application.
-    _app: App,
+    app: App,
 }
 
 impl AuditApi {
     /// Wraps the application.
     pub fn new(app: App) -> Self {
-        Self { _app: app }
+        Self { app }
     }
 }
 
@@ -35,22 +34,46 @@ impl AuditService for AuditApi {
 
     async fn list_audit_events(
         &self,
-        _request: Request<pb::ListAuditEventsRequest>,
+        request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        Err(Error::NotImplemented("ListAuditEvents").into())
+        let caller = caller(&request)?;
+        let query = convert::list_request(request.into_inner())?;
+        let page = self.app.list_audit_events(query, &caller).await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: page.events.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
     }
 
     async fn watch_audit_events(
         &self,
-        _request: Request<pb::WatchAuditEventsRequest>,
+        request: Request<pb::WatchAuditEventsRequest>,
     ) -> Result<Response<Self::WatchAuditEventsStream>, Status> {
-        Err(Error::NotImplemented("WatchAuditEvents").into())
+        let caller = caller(&request)?;
+        let (account, after) = convert::watch_request(request.into_inner())?;
+        let events = self.app.watch_audit_events(account, after, &caller)?;
+        let stream = events.map(|item| {
+            item.map(|(global_position, event)| pb::WatchAuditEventsResponse {
+                event: Some(event.into()),
+                global_position,
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn verify_audit_chain(
         &self,
-        _request: Request<pb::VerifyAuditChainRequest>,
+        request: Request<pb::VerifyAuditChainRequest>,
     ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
-        Err(Error::NotImplemented("VerifyAuditChain").into())
+        let caller = caller(&request)?;
+        let pb::VerifyAuditChainRequest { account_id } = request.into_inner();
+        let id = convert::account_id(&account_id)?;
+        let verification = self.app.verify_audit_chain(&id, &caller).await?;
+        Ok(Response::new(pb::VerifyAuditChainResponse {
+            intact: verification.intact(),
+            events_checked: verification.events_checked,
+            first_broken_event_id: verification.first_broken_event_id.unwrap_or_default(),
+        }))
     }
 }

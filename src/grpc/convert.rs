@@ -6,17 +6,26 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use crate::{
+    audit::{AuditEvent, EventActor, EventKind},
     domain::{
         Error, FieldViolation,
         account::{Account, Plan},
         actor::{Actor, Product, Role},
+        assumption::{
+            AccessReason, AssumptionDecision, AssumptionRequest, AssumptionState, AssumptionView,
+            Basis, DenyReason, Emergency, EmergencyReason, MIN_JUSTIFICATION_CHARS,
+        },
         duration::AccessDuration,
         error::Violations,
         grant::{DisableGrant, EnableGrant, GrantState, GrantView},
         ids::{self, AccountId},
     },
     proto::v1 as pb,
-    service::accounts::{UpsertAccount, Upserted},
+    service::{
+        accounts::{UpsertAccount, Upserted},
+        audit::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE},
+    },
+    storage::audit_log::EventFilter,
 };
 
 /// Domain time to protobuf.
@@ -289,6 +298,313 @@ impl From<Upserted> for pb::UpsertAccountResponse {
         Self {
             account: Some(u.account.into()),
             created: u.created,
+        }
+    }
+}
+
+fn access_reason(value: i32, field: &str) -> Result<AccessReason, FieldViolation> {
+    match enum_value(value, field)? {
+        pb::AccessReason::Unspecified => Err(FieldViolation::new(field, "required")),
+        pb::AccessReason::EscalatedTechnicalIssue => Ok(AccessReason::EscalatedTechnicalIssue),
+        pb::AccessReason::CannotReproduceElsewhere => Ok(AccessReason::CannotReproduceElsewhere),
+        pb::AccessReason::VisualConsoleInspection => Ok(AccessReason::VisualConsoleInspection),
+        pb::AccessReason::IpConfiguration => Ok(AccessReason::IpConfiguration),
+        pb::AccessReason::TestTickets => Ok(AccessReason::TestTickets),
+        pb::AccessReason::Other => Ok(AccessReason::Other),
+    }
+}
+
+fn emergency(value: pb::EmergencyJustification, v: &mut Violations) -> Option<Emergency> {
+    let pb::EmergencyJustification {
+        reason,
+        justification,
+    } = value;
+    let reason = v.check(match enum_value(reason, "emergency.reason") {
+        Ok(pb::EmergencyReason::Unspecified) => {
+            Err(FieldViolation::new("emergency.reason", "required"))
+        }
+        Ok(pb::EmergencyReason::PreventSeriousHarm) => Ok(EmergencyReason::PreventSeriousHarm),
+        Ok(pb::EmergencyReason::SuspectedTermsViolation) => {
+            Ok(EmergencyReason::SuspectedTermsViolation)
+        }
+        Err(e) => Err(e),
+    });
+    let justification = v.check(
+        ids::parse_free_text(&justification, "emergency.justification").and_then(|text| {
+            if text.trim().chars().count() < MIN_JUSTIFICATION_CHARS {
+                Err(FieldViolation::new(
+                    "emergency.justification",
+                    "at least 20 characters: say why this cannot wait for the customer",
+                ))
+            } else {
+                Ok(text)
+            }
+        }),
+    );
+    Some(Emergency {
+        reason: reason?,
+        justification: justification?,
+    })
+}
+
+/// A validated `AuthorizeAssumption` request.
+pub fn authorize_request(
+    req: pb::AuthorizeAssumptionRequest,
+) -> Result<(AssumptionRequest, Option<String>), Error> {
+    let pb::AuthorizeAssumptionRequest {
+        account_id,
+        staff_id,
+        ticket_id,
+        reason,
+        reason_detail,
+        emergency: emergency_value,
+        request_id,
+    } = req;
+    let mut v = Violations::new();
+    let account_id = v.check(AccountId::parse(&account_id, "account_id"));
+    let staff_id = v.check(ids::parse_printable_id(&staff_id, "staff_id"));
+    let ticket_id = v.check(ids::parse_printable_id(&ticket_id, "ticket_id"));
+    let reason = v.check(access_reason(reason, "reason"));
+    let reason_detail = v.check(ids::parse_free_text(&reason_detail, "reason_detail"));
+    let emergency = emergency_value.map(|e| emergency(e, &mut v));
+    let request_id = v.check(ids::parse_request_id(&request_id, "request_id"));
+    let cmd = (|| {
+        Some((
+            AssumptionRequest {
+                account_id: account_id?,
+                staff_id: staff_id?,
+                ticket_id: ticket_id?,
+                reason: reason?,
+                reason_detail: reason_detail?,
+                emergency: match emergency {
+                    None => None,
+                    Some(e) => Some(e?),
+                },
+            },
+            request_id?,
+        ))
+    })();
+    v.finish(cmd)
+}
+
+/// Validates an assumption id field.
+pub fn assumption_id(value: &str) -> Result<String, Error> {
+    ids::parse_printable_id(value, "assumption_id").map_err(Error::from)
+}
+
+/// A validated `EndAssumption` request.
+pub fn end_request(req: pb::EndAssumptionRequest) -> Result<(String, Option<String>), Error> {
+    let pb::EndAssumptionRequest {
+        assumption_id,
+        request_id,
+    } = req;
+    let mut v = Violations::new();
+    let id = v.check(ids::parse_printable_id(&assumption_id, "assumption_id"));
+    let request_id = v.check(ids::parse_request_id(&request_id, "request_id"));
+    let cmd = (|| Some((id?, request_id?)))();
+    v.finish(cmd)
+}
+
+fn basis_to_pb(b: Basis) -> pb::Basis {
+    match b {
+        Basis::CustomerGrant => pb::Basis::CustomerGrant,
+        Basis::TrialAccount => pb::Basis::TrialAccount,
+        Basis::Emergency => pb::Basis::Emergency,
+    }
+}
+
+impl From<AssumptionView> for pb::Assumption {
+    fn from(view: AssumptionView) -> Self {
+        let AssumptionView {
+            assumption: a,
+            state,
+        } = view;
+        let state = match state {
+            AssumptionState::Active => pb::assumption::State::Active,
+            AssumptionState::Ended => pb::assumption::State::Ended,
+            AssumptionState::Expired => pb::assumption::State::Expired,
+            AssumptionState::Revoked => pb::assumption::State::Revoked,
+        };
+        Self {
+            assumption_id: a.assumption_id,
+            account_id: a.account_id,
+            staff_id: a.staff_id,
+            basis: basis_to_pb(a.basis).into(),
+            start_time: Some(timestamp(a.start_time)),
+            expire_time: Some(timestamp(a.expire_time)),
+            end_time: a.end_time.map(timestamp),
+            state: state.into(),
+        }
+    }
+}
+
+impl From<AssumptionDecision> for pb::AuthorizeAssumptionResponse {
+    fn from(d: AssumptionDecision) -> Self {
+        let deny_reason = match d.denied {
+            None => pb::DenyReason::Unspecified,
+            Some(DenyReason::AccessDisabled) => pb::DenyReason::AccessDisabled,
+            Some(DenyReason::AccessExpired) => pb::DenyReason::AccessExpired,
+            Some(DenyReason::AccountNotFound) => pb::DenyReason::AccountNotFound,
+        };
+        let (decision, basis) = match &d.allowed {
+            Some(view) => (pb::Decision::Allow, basis_to_pb(view.assumption.basis)),
+            None => (pb::Decision::Deny, pb::Basis::Unspecified),
+        };
+        Self {
+            decision: decision.into(),
+            deny_reason: deny_reason.into(),
+            basis: basis.into(),
+            assumption: d.allowed.map(Into::into),
+            audit_event_id: d.audit_event_id,
+        }
+    }
+}
+
+fn kind_from_pb(value: i32, field: &str) -> Result<EventKind, FieldViolation> {
+    use pb::audit_event::Kind as K;
+    Ok(match enum_value::<K>(value, field)? {
+        K::Unspecified => return Err(FieldViolation::new(field, "must be a specific kind")),
+        K::AccountCreated => EventKind::AccountCreated,
+        K::AccountConvertedToPaid => EventKind::AccountConvertedToPaid,
+        K::AccountDeleted => EventKind::AccountDeleted,
+        K::GrantEnabled => EventKind::GrantEnabled,
+        K::GrantDurationChanged => EventKind::GrantDurationChanged,
+        K::GrantDisabled => EventKind::GrantDisabled,
+        K::GrantExpired => EventKind::GrantExpired,
+        K::AssumptionAllowed => EventKind::AssumptionAllowed,
+        K::AssumptionDenied => EventKind::AssumptionDenied,
+        K::EmergencyAssumption => EventKind::EmergencyAssumption,
+        K::AssumptionEnded => EventKind::AssumptionEnded,
+    })
+}
+
+fn kind_to_pb(kind: EventKind) -> pb::audit_event::Kind {
+    use pb::audit_event::Kind as K;
+    match kind {
+        EventKind::AccountCreated => K::AccountCreated,
+        EventKind::AccountConvertedToPaid => K::AccountConvertedToPaid,
+        EventKind::AccountDeleted => K::AccountDeleted,
+        EventKind::GrantEnabled => K::GrantEnabled,
+        EventKind::GrantDurationChanged => K::GrantDurationChanged,
+        EventKind::GrantDisabled => K::GrantDisabled,
+        EventKind::GrantExpired => K::GrantExpired,
+        EventKind::AssumptionAllowed => K::AssumptionAllowed,
+        EventKind::AssumptionDenied => K::AssumptionDenied,
+        EventKind::EmergencyAssumption => K::EmergencyAssumption,
+        EventKind::AssumptionEnded => K::AssumptionEnded,
+    }
+}
+
+fn time_from_pb(
+    value: Option<Timestamp>,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, FieldViolation> {
+    value
+        .map(|ts| {
+            u32::try_from(ts.nanos)
+                .ok()
+                .filter(|n| *n < 1_000_000_000)
+                .and_then(|n| DateTime::from_timestamp(ts.seconds, n))
+                .ok_or_else(|| FieldViolation::new(field, "not a valid timestamp"))
+        })
+        .transpose()
+}
+
+/// A validated `ListAuditEvents` request.
+pub fn list_request(req: pb::ListAuditEventsRequest) -> Result<ListQuery, Error> {
+    let pb::ListAuditEventsRequest {
+        account_id,
+        page_size,
+        page_token,
+        kinds,
+        start_time,
+        end_time,
+    } = req;
+    let mut v = Violations::new();
+    let account_id = v.check(AccountId::parse(&account_id, "account_id"));
+    let page_size = v.check(match page_size {
+        n if n < 0 => Err(FieldViolation::new("page_size", "must not be negative")),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n => Ok(u64::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
+    });
+    if kinds.len() > EventKind::ALL.len() * 2 {
+        v.push(FieldViolation::new("kinds", "too many kinds"));
+    }
+    let kinds: Vec<Option<EventKind>> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| v.check(kind_from_pb(*k, &format!("kinds[{i}]"))))
+        .collect();
+    let start_time = v.check(time_from_pb(start_time, "start_time"));
+    let end_time = v.check(time_from_pb(end_time, "end_time"));
+    if let (Some(Some(start)), Some(Some(end))) = (start_time, end_time)
+        && start >= end
+    {
+        v.push(FieldViolation::new("end_time", "must be after start_time"));
+    }
+    if page_token.len() > 1024 {
+        v.push(FieldViolation::new("page_token", "malformed"));
+    }
+    let query = (|| {
+        Some(ListQuery {
+            account_id: account_id?,
+            page_size: page_size?,
+            page_token: (!page_token.is_empty()).then_some(page_token),
+            filter: EventFilter {
+                kinds: kinds.into_iter().collect::<Option<Vec<_>>>()?,
+                start_time: start_time?,
+                end_time: end_time?,
+            },
+        })
+    })();
+    v.finish(query)
+}
+
+/// A validated `WatchAuditEvents` request: `None` account means every account.
+pub fn watch_request(req: pb::WatchAuditEventsRequest) -> Result<(Option<AccountId>, i64), Error> {
+    let pb::WatchAuditEventsRequest {
+        account_id,
+        after_global_position,
+    } = req;
+    let mut v = Violations::new();
+    let account = if account_id.is_empty() {
+        Some(None)
+    } else {
+        v.check(AccountId::parse(&account_id, "account_id"))
+            .map(Some)
+    };
+    let after = v.check(if after_global_position < 0 {
+        Err(FieldViolation::new(
+            "after_global_position",
+            "must not be negative",
+        ))
+    } else {
+        Ok(after_global_position)
+    });
+    let cmd = (|| Some((account?, after?)))();
+    v.finish(cmd)
+}
+
+impl From<AuditEvent> for pb::AuditEvent {
+    fn from(e: AuditEvent) -> Self {
+        use pb::audit_event::Actor as A;
+        let actor = match e.actor {
+            EventActor::CustomerUser(id) => A::CustomerUserId(id),
+            EventActor::Staff(id) => A::StaffId(id),
+            EventActor::ServicePrincipal(name) => A::ServicePrincipal(name),
+            EventActor::System => A::System(true),
+        };
+        Self {
+            event_id: e.event_id,
+            account_id: e.account_id,
+            sequence: e.sequence,
+            occur_time: Some(timestamp(e.occur_time)),
+            kind: kind_to_pb(e.kind).into(),
+            actor: Some(actor),
+            detail_json: e.detail_json,
+            request_id: e.request_id,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
         }
     }
 }

@@ -77,10 +77,26 @@ impl From<Error> for Status {
                     "already used for a different request",
                 ),
             ),
-            Error::NotImplemented(rpc) => status(
-                Code::Unimplemented,
-                "NOT_IMPLEMENTED",
-                &format!("{rpc} is not implemented by this version"),
+            Error::CallerLacksPermission(permission) => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(
+                    "CALLER_LACKS_PERMISSION",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::from([(
+                        "permission".to_owned(),
+                        permission.to_owned(),
+                    )]),
+                );
+                Status::with_error_details(
+                    Code::PermissionDenied,
+                    format!("the calling service lacks the {permission} permission"),
+                    details,
+                )
+            }
+            Error::AssumptionNotFound => status(
+                Code::NotFound,
+                "ASSUMPTION_NOT_FOUND",
+                "assumption not found",
                 ErrorDetails::new(),
             ),
             Error::Storage(cause) => {

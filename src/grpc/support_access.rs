@@ -1,10 +1,9 @@
-//! `accessgrant.v1.SupportAccessService`: declared with its final messages; the decisions
-//! land with the audit log (next milestone), until then every RPC answers `UNIMPLEMENTED`.
+//! `accessgrant.v1.SupportAccessService`.
 
 use tonic::{Request, Response, Status};
 
+use super::{caller, convert};
 use crate::{
-    domain::Error,
     proto::v1::{self as pb, support_access_service_server::SupportAccessService},
     service::App,
 };
@@ -12,13 +11,13 @@ use crate::{
 /// Handlers of `SupportAccessService`.
 pub struct SupportAccessApi {
     /// The application.
-    _app: App,
+    app: App,
 }
 
 impl SupportAccessApi {
     /// Wraps the application.
     pub fn new(app: App) -> Self {
-        Self { _app: app }
+        Self { app }
     }
 }
 
@@ -26,22 +25,39 @@ impl SupportAccessApi {
 impl SupportAccessService for SupportAccessApi {
     async fn authorize_assumption(
         &self,
-        _request: Request<pb::AuthorizeAssumptionRequest>,
+        request: Request<pb::AuthorizeAssumptionRequest>,
     ) -> Result<Response<pb::AuthorizeAssumptionResponse>, Status> {
-        Err(Error::NotImplemented("AuthorizeAssumption").into())
+        let caller = caller(&request)?;
+        let (req, request_id) = convert::authorize_request(request.into_inner())?;
+        let decision = self
+            .app
+            .authorize_assumption(req, request_id, caller)
+            .await?;
+        Ok(Response::new(decision.into()))
     }
 
     async fn get_assumption(
         &self,
-        _request: Request<pb::GetAssumptionRequest>,
+        request: Request<pb::GetAssumptionRequest>,
     ) -> Result<Response<pb::GetAssumptionResponse>, Status> {
-        Err(Error::NotImplemented("GetAssumption").into())
+        let caller = caller(&request)?;
+        let pb::GetAssumptionRequest { assumption_id } = request.into_inner();
+        let id = convert::assumption_id(&assumption_id)?;
+        let view = self.app.get_assumption(&id, &caller).await?;
+        Ok(Response::new(pb::GetAssumptionResponse {
+            assumption: Some(view.into()),
+        }))
     }
 
     async fn end_assumption(
         &self,
-        _request: Request<pb::EndAssumptionRequest>,
+        request: Request<pb::EndAssumptionRequest>,
     ) -> Result<Response<pb::EndAssumptionResponse>, Status> {
-        Err(Error::NotImplemented("EndAssumption").into())
+        let caller = caller(&request)?;
+        let (id, request_id) = convert::end_request(request.into_inner())?;
+        let view = self.app.end_assumption(id, request_id, caller).await?;
+        Ok(Response::new(pb::EndAssumptionResponse {
+            assumption: Some(view.into()),
+        }))
     }
 }

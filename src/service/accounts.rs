@@ -9,10 +9,12 @@ use crate::{
     domain::{
         Error,
         account::{self, Account, Plan, PlanChange},
+        assumption::Basis,
         grant::GrantRecord,
         ids::AccountId,
+        permission::Permission,
     },
-    storage::{accounts, audit_log, grants},
+    storage::{accounts, assumptions, audit_log, grants},
 };
 
 /// A request to create or update an account.
@@ -41,6 +43,7 @@ impl App {
         request_id: Option<String>,
         caller: Caller,
     ) -> Result<Upserted, Error> {
+        caller.require(Permission::AccountsWrite)?;
         let idem = Idempotency::new("UpsertAccount", request_id.clone(), &cmd);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
@@ -80,6 +83,14 @@ impl App {
                         let record = grants::get(&**txn, &cmd.account_id).await?;
                         grants::update(&**txn, &cmd.account_id, &record.reset_for_paid(now))
                             .await?;
+                        // The paid grant starts off: trial-based assumptions lose their basis.
+                        assumptions::revoke_open(
+                            &**txn,
+                            cmd.account_id.as_str(),
+                            Some(Basis::TrialAccount),
+                            now,
+                        )
+                        .await?;
                         (account, EventKind::AccountConvertedToPaid)
                     }
                 };
@@ -105,7 +116,8 @@ impl App {
     }
 
     /// Reads an open account.
-    pub async fn get_account(&self, id: &AccountId) -> Result<Account, Error> {
+    pub async fn get_account(&self, id: &AccountId, caller: &Caller) -> Result<Account, Error> {
+        caller.require(Permission::AccountsWrite)?;
         accounts::find(self.store.reader(), id)
             .await?
             .filter(|a| !a.is_deleted())
@@ -119,6 +131,7 @@ impl App {
         request_id: Option<String>,
         caller: Caller,
     ) -> Result<(), Error> {
+        caller.require(Permission::AccountsWrite)?;
         let idem = Idempotency::new("DeleteAccount", request_id.clone(), &id);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
@@ -127,13 +140,17 @@ impl App {
                     .filter(|a| !a.is_deleted())
                     .ok_or(Error::AccountNotFound)?;
                 accounts::mark_deleted(&**txn, &account, now).await?;
+                let revoked = assumptions::revoke_open(&**txn, id.as_str(), None, now).await?;
                 audit_log::append(
                     &**txn,
                     NewEvent {
                         account_id: id.clone(),
                         kind: EventKind::AccountDeleted,
                         actor: EventActor::ServicePrincipal(caller.principal.clone()),
-                        detail: json!({ "principal": caller.principal }),
+                        detail: json!({
+                            "revoked_assumption_ids": revoked,
+                            "principal": caller.principal,
+                        }),
                         request_id,
                     },
                     now,

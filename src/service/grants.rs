@@ -11,8 +11,9 @@ use crate::{
         account::Account,
         grant::{self, DisableGrant, EnableGrant, GrantChange, GrantView},
         ids::AccountId,
+        permission::Permission,
     },
-    storage::{accounts, audit_log, grants},
+    storage::{accounts, assumptions, audit_log, grants},
 };
 
 /// Most ids one `BatchGetAccessGrants` may ask for.
@@ -26,7 +27,8 @@ fn open_account(account: Option<Account>) -> Result<Account, Error> {
 
 impl App {
     /// The grant's effective state now.
-    pub async fn get_grant(&self, id: &AccountId) -> Result<GrantView, Error> {
+    pub async fn get_grant(&self, id: &AccountId, caller: &Caller) -> Result<GrantView, Error> {
+        caller.require(Permission::GrantsRead)?;
         let txn = self.store.begin_read().await?;
         let account = open_account(accounts::find(&txn, id).await?)?;
         let record = grants::get(&txn, id).await?;
@@ -34,7 +36,12 @@ impl App {
     }
 
     /// Several grants in request order; any unknown (or deleted) account fails the call.
-    pub async fn batch_get_grants(&self, ids: &[AccountId]) -> Result<Vec<GrantView>, Error> {
+    pub async fn batch_get_grants(
+        &self,
+        ids: &[AccountId],
+        caller: &Caller,
+    ) -> Result<Vec<GrantView>, Error> {
+        caller.require(Permission::GrantsRead)?;
         let keys: Vec<&str> = ids.iter().map(AccountId::as_str).collect();
         let txn = self.store.begin_read().await?;
         let found = accounts::find_many(&txn, &keys).await?;
@@ -62,6 +69,7 @@ impl App {
         request_id: Option<String>,
         caller: Caller,
     ) -> Result<GrantView, Error> {
+        caller.require(Permission::GrantsWrite)?;
         // The actor's roles need no data: refuse a non-admin before touching the account.
         grant::authorize_actor(&cmd.actor)?;
         let idem = Idempotency::new("EnableAccessGrant", request_id.clone(), &cmd);
@@ -72,6 +80,14 @@ impl App {
                 let record = grants::get(&**txn, &cmd.account_id).await?;
                 let (next, change) = grant::enable(&account, &record, &cmd, now)?;
                 grants::update(&**txn, &cmd.account_id, &next).await?;
+                // A shortened grant also shortens the assumptions resting on it.
+                let capped = match (change, next.expire_time) {
+                    (GrantChange::DurationChanged, Some(end)) => {
+                        assumptions::cap_grant_based(&**txn, cmd.account_id.as_str(), end, now)
+                            .await?
+                    }
+                    _ => 0,
+                };
                 let kind = match change {
                     GrantChange::Enabled => EventKind::GrantEnabled,
                     GrantChange::DurationChanged => EventKind::GrantDurationChanged,
@@ -89,6 +105,7 @@ impl App {
                             "duration": cmd.duration.as_str(),
                             "expire_time": next.expire_time.map(format_time),
                             "previous_expire_time": record.expire_time.map(format_time),
+                            "assumptions_shortened": capped,
                             "principal": caller.principal,
                         }),
                         request_id,
@@ -109,6 +126,7 @@ impl App {
         request_id: Option<String>,
         caller: Caller,
     ) -> Result<GrantView, Error> {
+        caller.require(Permission::GrantsWrite)?;
         grant::authorize_actor(&cmd.actor)?;
         let idem = Idempotency::new("DisableAccessGrant", request_id.clone(), &cmd);
         self.write(idem, move |txn, now| {
@@ -120,6 +138,9 @@ impl App {
                     return Ok(GrantView::at(&account, &record, now));
                 };
                 grants::update(&**txn, &cmd.account_id, &next).await?;
+                // The contract: disabling ends every open assumption of the account.
+                let revoked =
+                    assumptions::revoke_open(&**txn, cmd.account_id.as_str(), None, now).await?;
                 audit_log::append(
                     &**txn,
                     NewEvent {
@@ -128,6 +149,7 @@ impl App {
                         actor: EventActor::CustomerUser(cmd.actor.user_id.clone()),
                         detail: json!({
                             "previous_expire_time": record.expire_time.map(format_time),
+                            "revoked_assumption_ids": revoked,
                             "principal": caller.principal,
                         }),
                         request_id,

@@ -3,7 +3,11 @@
 //! through `storage`. Transport calls these; nothing here knows about gRPC.
 
 pub mod accounts;
+pub mod audit;
 pub mod grants;
+pub mod support_access;
+
+pub use crate::domain::permission::Caller;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -25,22 +29,8 @@ use crate::{
 pub struct Settings {
     /// How long `request_id` responses are kept (at least 24 h).
     pub idempotency_retention: Duration,
-}
-
-/// The calling service, as authenticated by transport. Recorded in audit details.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The principal's configured name.
-    pub principal: String,
-}
-
-impl Caller {
-    /// The all-permission principal of a server without configured principals (loopback only).
-    pub fn development() -> Self {
-        Self {
-            principal: "development".into(),
-        }
-    }
+    /// Caps on assumption lifetimes.
+    pub lifetimes: crate::domain::assumption::Lifetimes,
 }
 
 /// The application: storage, clock and settings shared by every request.

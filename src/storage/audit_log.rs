@@ -197,3 +197,87 @@ pub async fn events_of(
         .map(to_domain)
         .collect()
 }
+
+/// Filters of a customer-visible page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only these kinds (empty: all).
+    pub kinds: Vec<EventKind>,
+    /// Only events at or after this time.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+/// One page of an account's events, newest first: those with a sequence below
+/// `before_sequence` (all when `None`) that match `filter`, at most `limit`. Keyset paging on
+/// the `(account_id, sequence)` index: the cost of a page does not grow with its depth.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    filter: &EventFilter,
+    before_sequence: Option<i64>,
+    limit: u64,
+) -> Result<Vec<AuditEvent>, Error> {
+    let mut query =
+        audit_event::Entity::find().filter(audit_event::Column::AccountId.eq(account_id));
+    if let Some(before) = before_sequence {
+        query = query.filter(audit_event::Column::Sequence.lt(before));
+    }
+    if !filter.kinds.is_empty() {
+        query =
+            query.filter(audit_event::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
+    }
+    if let Some(start) = filter.start_time {
+        query = query.filter(audit_event::Column::OccurTimeUs.gte(to_us(start)));
+    }
+    if let Some(end) = filter.end_time {
+        query = query.filter(audit_event::Column::OccurTimeUs.lt(to_us(end)));
+    }
+    query
+        .order_by_desc(audit_event::Column::Sequence)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+/// Events after `after_position` in global commit order, for one account or all, at most
+/// `limit`.
+pub async fn after_position(
+    db: &impl ConnectionTrait,
+    account_id: Option<&str>,
+    after_position: i64,
+    limit: u64,
+) -> Result<Vec<AuditEvent>, Error> {
+    let mut query =
+        audit_event::Entity::find().filter(audit_event::Column::GlobalPosition.gt(after_position));
+    if let Some(account) = account_id {
+        query = query.filter(audit_event::Column::AccountId.eq(account));
+    }
+    query
+        .order_by_asc(audit_event::Column::GlobalPosition)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+/// True when the account has an audit chain (any event was ever recorded for it).
+pub async fn has_chain(db: &impl ConnectionTrait, account_id: &str) -> Result<bool, Error> {
+    let head = audit_chain_head::Entity::find_by_id(account_id.to_owned())
+        .one(db)
+        .await?;
+    if head.is_some() {
+        return Ok(true);
+    }
+    Ok(audit_event::Entity::find()
+        .filter(audit_event::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?
+        .is_some())
+}

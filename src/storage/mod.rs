@@ -15,6 +15,7 @@
 //! reached the disk (the WAL is fsynced) before the call returns.
 
 pub mod accounts;
+pub mod assumptions;
 pub mod audit_log;
 pub mod entities;
 pub mod grants;
@@ -30,7 +31,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use sea_orm_migration::MigratorTrait;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::domain::Error;
 
@@ -55,6 +56,8 @@ pub struct Store {
     /// Serializes write transactions on SQLite; unused on PostgreSQL (row locks do that job
     /// across replicas).
     write_lock: Arc<Mutex<()>>,
+    /// Bumped after every commit, so audit watchers wake up instead of polling hot.
+    commits: Arc<watch::Sender<u64>>,
 }
 
 /// A write transaction. Dropping it without [`WriteTxn::commit`] rolls it back.
@@ -63,12 +66,16 @@ pub struct WriteTxn {
     txn: DatabaseTransaction,
     /// Held until commit or rollback (SQLite only).
     _guard: Option<OwnedMutexGuard<()>>,
+    /// Notified after a successful commit.
+    commits: Arc<watch::Sender<u64>>,
 }
 
 impl WriteTxn {
-    /// Commits durably.
+    /// Commits durably, then wakes audit watchers.
     pub async fn commit(self) -> Result<(), Error> {
-        self.txn.commit().await.map_err(Error::from)
+        self.txn.commit().await.map_err(Error::from)?;
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 }
 
@@ -98,6 +105,7 @@ impl Store {
         Ok(Self {
             db,
             write_lock: Arc::new(Mutex::new(())),
+            commits: Arc::new(watch::channel(0).0),
         })
     }
 
@@ -136,13 +144,20 @@ impl Store {
             Ok(WriteTxn {
                 txn,
                 _guard: Some(guard),
+                commits: self.commits.clone(),
             })
         } else {
             Ok(WriteTxn {
                 txn: self.db.begin().await?,
                 _guard: None,
+                commits: self.commits.clone(),
             })
         }
+    }
+
+    /// A receiver that changes after every commit through this store.
+    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Checks the database answers (for readiness).

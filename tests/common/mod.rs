@@ -9,7 +9,8 @@ use accessgrant::{
     config::{Config, Overrides},
     proto::v1::{
         self as pb, access_grant_service_client::AccessGrantServiceClient,
-        account_service_client::AccountServiceClient,
+        account_service_client::AccountServiceClient, audit_service_client::AuditServiceClient,
+        support_access_service_client::SupportAccessServiceClient,
     },
     storage::{Store, audit_log},
 };
@@ -128,6 +129,85 @@ impl TestServer {
         AccountServiceClient::new(self.channel.clone())
     }
 
+    /// A client of `SupportAccessService`.
+    pub fn support(&self) -> SupportAccessServiceClient<Channel> {
+        SupportAccessServiceClient::new(self.channel.clone())
+    }
+
+    /// A client of `AuditService`.
+    pub fn audit(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel.clone())
+    }
+
+    /// Asks to assume into `id` (not an emergency) as staff `sam`.
+    pub async fn authorize(&self, id: &str) -> pb::AuthorizeAssumptionResponse {
+        self.support()
+            .authorize_assumption(authorize_request(id))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Reads an assumption.
+    pub async fn assumption(&self, id: &str) -> pb::Assumption {
+        self.support()
+            .get_assumption(pb::GetAssumptionRequest {
+                assumption_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .assumption
+            .unwrap()
+    }
+
+    /// Ends an assumption.
+    pub async fn end(&self, id: &str) -> pb::Assumption {
+        self.support()
+            .end_assumption(pb::EndAssumptionRequest {
+                assumption_id: id.into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .assumption
+            .unwrap()
+    }
+
+    /// Ids of the ASSUMPTION_ALLOWED events of `id`, oldest first.
+    pub async fn authorize_event_ids(&self, id: &str) -> Vec<String> {
+        self.events(id)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == accessgrant::audit::EventKind::AssumptionAllowed)
+            .map(|e| e.event_id)
+            .collect()
+    }
+
+    /// Runs SQL straight against the server's SQLite file (to tamper, inject faults, count).
+    pub async fn sql(&self, statement: &str) {
+        use sea_orm::ConnectionTrait;
+        let store = Store::connect(&self.database_url).await.unwrap();
+        store.reader().execute_unprepared(statement).await.unwrap();
+        store.close().await.unwrap();
+    }
+
+    /// Runs a `SELECT COUNT(*) …` (or any single-integer query) against the SQLite file.
+    pub async fn count(&self, query: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let store = Store::connect(&self.database_url).await.unwrap();
+        let row = store
+            .reader()
+            .query_one_raw(Statement::from_string(store.backend(), query.to_owned()))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get_by_index(0).unwrap();
+        store.close().await.unwrap();
+        n
+    }
+
     /// Creates an account with `plan`.
     pub async fn create_account(&self, id: &str, plan: pb::AccountPlan) {
         self.accounts()
@@ -230,6 +310,27 @@ pub fn enable_request(
         actor: Some(actor),
         etag: String::new(),
         request_id: String::new(),
+    }
+}
+
+/// An `AuthorizeAssumption` request for `id` by staff `sam` on ticket `T-1`.
+pub fn authorize_request(id: &str) -> pb::AuthorizeAssumptionRequest {
+    pb::AuthorizeAssumptionRequest {
+        account_id: id.into(),
+        staff_id: "sam".into(),
+        ticket_id: "T-1".into(),
+        reason: pb::AccessReason::CannotReproduceElsewhere.into(),
+        reason_detail: "only happens in their sandbox".into(),
+        emergency: None,
+        request_id: String::new(),
+    }
+}
+
+/// An emergency justification long enough to be accepted.
+pub fn emergency() -> pb::EmergencyJustification {
+    pb::EmergencyJustification {
+        reason: pb::EmergencyReason::SuspectedTermsViolation.into(),
+        justification: "spam campaign sent from this account, abuse ticket A-77".into(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod access_grant;
 pub mod account;
+pub mod assumption;
 pub mod audit_chain_head;
 pub mod audit_event;
 pub mod idempotency_record;

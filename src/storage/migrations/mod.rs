@@ -7,6 +7,7 @@ mod m20261125_000001_create_accounts;
 mod m20261125_000002_create_access_grants;
 mod m20261125_000003_create_audit_events;
 mod m20261125_000004_create_idempotency_records;
+mod m20261125_000005_create_assumptions;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_access_grants::Migration),
             Box::new(m20261125_000003_create_audit_events::Migration),
             Box::new(m20261125_000004_create_idempotency_records::Migration),
+            Box::new(m20261125_000005_create_assumptions::Migration),
         ]
     }
 }

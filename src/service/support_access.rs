@@ -1,0 +1,165 @@
+//! Assumption decisions and the assumptions they create. Fail closed: a decision exists only
+//! if its audit event committed with it.
+
+use serde_json::json;
+
+use super::{App, Caller, Idempotency};
+use crate::{
+    audit::{EventActor, EventKind, NewEvent, canonical::format_time},
+    domain::{
+        Error,
+        assumption::{
+            self, Assumption, AssumptionDecision, AssumptionRequest, AssumptionState,
+            AssumptionView, Decision, EndReason,
+        },
+        permission::Permission,
+    },
+    storage::{accounts, assumptions, audit_log, grants},
+};
+
+impl App {
+    /// Decides an assumption request and records the decision, durably, before answering.
+    pub async fn authorize_assumption(
+        &self,
+        req: AssumptionRequest,
+        request_id: Option<String>,
+        caller: Caller,
+    ) -> Result<AssumptionDecision, Error> {
+        caller.require(Permission::AccessAuthorize)?;
+        if req.emergency.is_some() {
+            caller.require(Permission::AccessEmergency)?;
+        }
+        let limits = self.settings.lifetimes;
+        let idem = Idempotency::new("AuthorizeAssumption", request_id.clone(), &req);
+        self.write(idem, move |txn, now| {
+            Box::pin(async move {
+                // The account row lock (PostgreSQL) orders this decision against a concurrent
+                // Disable: whichever commits first, the other sees its result.
+                let account = accounts::find_for_update(&**txn, &req.account_id).await?;
+                let grant = match account.as_ref().filter(|a| !a.is_deleted()) {
+                    Some(_) => Some(grants::get(&**txn, &req.account_id).await?),
+                    None => None,
+                };
+                let decision = assumption::decide(
+                    account.as_ref(),
+                    grant.as_ref(),
+                    req.emergency.is_some(),
+                    now,
+                    limits,
+                );
+                let mut detail = json!({
+                    "ticket_id": req.ticket_id,
+                    "reason": req.reason.as_str(),
+                    "reason_detail": req.reason_detail,
+                    "principal": caller.principal,
+                });
+                if let Some(e) = &req.emergency {
+                    detail["emergency_reason"] = json!(e.reason.as_str());
+                    detail["justification"] = json!(e.justification);
+                }
+                let (kind, allowed, denied) = match decision {
+                    Decision::Allow { basis, expire_time } => {
+                        let created = Assumption {
+                            assumption_id: uuid::Uuid::new_v4().to_string(),
+                            account_id: req.account_id.as_str().to_owned(),
+                            staff_id: req.staff_id.clone(),
+                            basis,
+                            start_time: now,
+                            expire_time,
+                            end_time: None,
+                            end_reason: None,
+                        };
+                        assumptions::insert(&**txn, &created, &req.ticket_id).await?;
+                        detail["basis"] = json!(basis.as_str());
+                        detail["assumption_id"] = json!(created.assumption_id);
+                        detail["expire_time"] = json!(format_time(expire_time));
+                        let kind = if basis == assumption::Basis::Emergency {
+                            EventKind::EmergencyAssumption
+                        } else {
+                            EventKind::AssumptionAllowed
+                        };
+                        (kind, Some(AssumptionView::at(created, now)), None)
+                    }
+                    Decision::Deny(reason) => {
+                        detail["deny_reason"] = json!(reason.as_str());
+                        (EventKind::AssumptionDenied, None, Some(reason))
+                    }
+                };
+                let event = audit_log::append(
+                    &**txn,
+                    NewEvent {
+                        account_id: req.account_id.clone(),
+                        kind,
+                        actor: EventActor::Staff(req.staff_id.clone()),
+                        detail,
+                        request_id,
+                    },
+                    now,
+                )
+                .await?;
+                Ok(AssumptionDecision {
+                    allowed,
+                    denied,
+                    audit_event_id: event.event_id,
+                })
+            })
+        })
+        .await
+    }
+
+    /// An assumption evaluated now.
+    pub async fn get_assumption(&self, id: &str, caller: &Caller) -> Result<AssumptionView, Error> {
+        caller.require(Permission::AccessAuthorize)?;
+        let found = assumptions::find(self.store.reader(), id)
+            .await?
+            .ok_or(Error::AssumptionNotFound)?;
+        Ok(AssumptionView::at(found, self.clock.now()))
+    }
+
+    /// Ends an active assumption (audited); one already over is returned unchanged.
+    pub async fn end_assumption(
+        &self,
+        id: String,
+        request_id: Option<String>,
+        caller: Caller,
+    ) -> Result<AssumptionView, Error> {
+        caller.require(Permission::AccessAuthorize)?;
+        let idem = Idempotency::new("EndAssumption", request_id.clone(), &id);
+        self.write(idem, move |txn, now| {
+            Box::pin(async move {
+                let found = assumptions::find_for_update(&**txn, &id)
+                    .await?
+                    .ok_or(Error::AssumptionNotFound)?;
+                if found.state_at(now) != AssumptionState::Active {
+                    return Ok(AssumptionView::at(found, now));
+                }
+                assumptions::end(&**txn, &id, EndReason::Ended, now).await?;
+                let ended = Assumption {
+                    end_time: Some(now),
+                    end_reason: Some(EndReason::Ended),
+                    ..found
+                };
+                let account_id =
+                    crate::domain::ids::AccountId::parse(&ended.account_id, "account_id")
+                        .map_err(|_| Error::Internal("stored assumption account id".into()))?;
+                audit_log::append(
+                    &**txn,
+                    NewEvent {
+                        account_id,
+                        kind: EventKind::AssumptionEnded,
+                        actor: EventActor::Staff(ended.staff_id.clone()),
+                        detail: json!({
+                            "assumption_id": ended.assumption_id,
+                            "principal": caller.principal,
+                        }),
+                        request_id,
+                    },
+                    now,
+                )
+                .await?;
+                Ok(AssumptionView::at(ended, now))
+            })
+        })
+        .await
+    }
+}

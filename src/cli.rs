@@ -177,7 +177,19 @@ async fn verify(config: Config, account: Option<String>) -> ExitCode {
     };
     let mut broken = false;
     for account in &accounts {
-        match audit_log::verify(store.reader(), account).await {
+        match audit_log::has_chain(store.reader(), account).await {
+            Ok(true) => {}
+            Ok(false) => {
+                broken = true;
+                println!("{account}: no audit events (unknown account)");
+                continue;
+            }
+            Err(e) => {
+                eprintln!("accessgrant: cannot read {account}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        match audit_log::verify(&store, account).await {
             Ok(v) if v.intact() => println!("{account}: intact ({} events)", v.events_checked),
             Ok(v) => {
                 broken = true;

@@ -459,7 +459,7 @@ async fn grant_changes_are_audited_on_an_intact_chain() {
     let store = accessgrant::storage::Store::connect(&s.database_url)
         .await
         .unwrap();
-    let v = accessgrant::storage::audit_log::verify(store.reader(), "acme")
+    let v = accessgrant::storage::audit_log::verify(&store, "acme")
         .await
         .unwrap();
     assert!(v.intact());

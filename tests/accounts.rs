@@ -576,7 +576,7 @@ async fn audit_chain_is_intact_after_a_series_of_operations() {
 
     let store = Store::connect(&server.database_url).await.unwrap();
     for id in ["acme", "other"] {
-        let verification = audit_log::verify(store.reader(), id).await.unwrap();
+        let verification = audit_log::verify(&store, id).await.unwrap();
         assert!(verification.intact(), "{id}: {verification:?}");
         assert_eq!(
             verification.events_checked,

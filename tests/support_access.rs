@@ -555,7 +555,7 @@ async fn no_allow_after_a_committed_disable() {
     let store = accessgrant::storage::Store::connect(&s.database_url)
         .await
         .unwrap();
-    let v = accessgrant::storage::audit_log::verify(store.reader(), "acme")
+    let v = accessgrant::storage::audit_log::verify(&store, "acme")
         .await
         .unwrap();
     assert!(v.intact());

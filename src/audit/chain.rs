@@ -39,32 +39,38 @@ impl Verification {
 }
 
 /// Incremental verifier, so storage can stream events through it without loading a whole
-/// account's history into memory.
+/// account's history into memory. It is given the chain head (last sequence and hash, stored
+/// with every append) read in the same snapshot as the events.
 #[derive(Debug)]
 pub struct ChainVerifier {
+    /// The stored head: sequence and hash of the newest event.
+    head: (i64, Vec<u8>),
     /// Hash the next event must name as its `prev_hash`.
     expected_prev: Vec<u8>,
     /// Sequence the next event must have.
     expected_sequence: i64,
+    /// Id of the last event accepted.
+    last_event_id: Option<String>,
     /// Events seen so far.
     checked: i64,
     /// First failure, once found.
     broken: Option<String>,
 }
 
-impl Default for ChainVerifier {
-    fn default() -> Self {
+impl ChainVerifier {
+    /// A verifier for a chain whose stored head is `head` (`None`: no head row).
+    pub fn new(head: Option<(i64, Vec<u8>)>) -> Self {
         Self {
+            head: head.unwrap_or((0, GENESIS_HASH.to_vec())),
             expected_prev: GENESIS_HASH.to_vec(),
             expected_sequence: 1,
+            last_event_id: None,
             checked: 0,
             broken: None,
         }
     }
-}
 
-impl ChainVerifier {
-    /// Feeds the next event in sequence order. Returns false once the chain is broken (the
+    /// Feeds the next event in commit order. Returns false once the chain is broken (the
     /// caller may stop reading).
     pub fn push(&mut self, event: &AuditEvent) -> bool {
         if self.broken.is_some() {
@@ -81,12 +87,16 @@ impl ChainVerifier {
             detail_json: &event.detail_json,
             request_id: &event.request_id,
         };
+        // An event beyond the head was not appended by the service (which moves the head in
+        // the same transaction): it was inserted.
         let ok = event.sequence == self.expected_sequence
+            && event.sequence <= self.head.0
             && event.prev_hash == self.expected_prev
             && event.hash == link_hash(&event.prev_hash, &fields);
         if ok {
             self.expected_prev = event.hash.clone();
             self.expected_sequence += 1;
+            self.last_event_id = Some(event.event_id.clone());
         } else {
             self.broken = Some(event.event_id.clone());
         }
@@ -102,18 +112,16 @@ impl ChainVerifier {
         }
     }
 
-    /// Checks the chain's head against the stored head (sequence and hash of the last event),
-    /// which detects deleting the newest events. `head` is `None` when none is stored.
-    /// A missing tail has no event id to report, so it is reported as
-    /// `missing-after-sequence-N`.
-    pub fn finish(mut self, head: Option<(i64, &[u8])>) -> Verification {
+    /// Compares the end of the chain with the head. Fewer events than the head names means
+    /// the newest were deleted, reported as `missing-after-sequence-N` (there is no event id
+    /// to name); a last event whose hash differs from the head's was replaced.
+    pub fn finish(mut self) -> Verification {
         if self.broken.is_none() {
-            let (head_sequence, head_hash) = head.unwrap_or((0, &GENESIS_HASH[..]));
             let last_sequence = self.expected_sequence - 1;
-            let tail_ok = head_sequence == last_sequence
-                && (head_sequence == 0 || head_hash == self.expected_prev.as_slice());
-            if !tail_ok {
+            if last_sequence < self.head.0 {
                 self.broken = Some(format!("missing-after-sequence-{last_sequence}"));
+            } else if last_sequence > 0 && self.head.1 != self.expected_prev {
+                self.broken = self.last_event_id.take();
             }
         }
         Verification {

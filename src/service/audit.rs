@@ -170,7 +170,7 @@ impl App {
         if !audit_log::has_chain(reader, id.as_str()).await? {
             return Err(Error::AccountNotFound);
         }
-        audit_log::verify(reader, id.as_str()).await
+        audit_log::verify(&self.store, id.as_str()).await
     }
 
     /// Streams events after `after_position` in commit order, then live ones. The stream

@@ -13,8 +13,9 @@ use sea_orm::{
 };
 
 use super::{
+    Store,
     entities::{audit_chain_head, audit_event},
-    from_us, to_us,
+    from_us, to_us, to_us_ceil,
 };
 use crate::{
     audit::{
@@ -131,11 +132,17 @@ pub fn to_domain(m: audit_event::Model) -> Result<AuditEvent, Error> {
 /// Rows read per round trip while verifying, so memory stays bounded on long chains.
 const VERIFY_BATCH: u64 = 1_000;
 
-/// Verifies one account's chain, streaming its events in sequence order.
-pub async fn verify(db: &impl ConnectionTrait, account_id: &str) -> Result<Verification, Error> {
-    let mut verifier = ChainVerifier::default();
-    // Walk by the stored physical order of sequence, but page by global position so that a
-    // duplicated or reordered sequence is still read (and flagged) rather than skipped.
+/// Verifies one account's chain, streaming its events in commit order. The head and the
+/// events are read in one snapshot, so appends committed meanwhile are not mistaken for
+/// tampering.
+pub async fn verify(store: &Store, account_id: &str) -> Result<Verification, Error> {
+    let txn = store.begin_snapshot().await?;
+    let head = audit_chain_head::Entity::find_by_id(account_id.to_owned())
+        .one(&txn)
+        .await?;
+    let mut verifier = ChainVerifier::new(head.map(|h| (h.last_sequence, h.last_hash)));
+    // Page by global position (commit order), not by sequence, so that a duplicated or
+    // reordered sequence is still read and flagged rather than skipped.
     let mut after_position = 0_i64;
     'pages: loop {
         let rows = audit_event::Entity::find()
@@ -143,7 +150,7 @@ pub async fn verify(db: &impl ConnectionTrait, account_id: &str) -> Result<Verif
             .filter(audit_event::Column::GlobalPosition.gt(after_position))
             .order_by_asc(audit_event::Column::GlobalPosition)
             .limit(VERIFY_BATCH)
-            .all(db)
+            .all(&txn)
             .await?;
         let Some(last) = rows.last() else { break };
         after_position = last.global_position;
@@ -161,13 +168,8 @@ pub async fn verify(db: &impl ConnectionTrait, account_id: &str) -> Result<Verif
             }
         }
     }
-    let head = audit_chain_head::Entity::find_by_id(account_id.to_owned())
-        .one(db)
-        .await?;
-    Ok(verifier.finish(
-        head.as_ref()
-            .map(|h| (h.last_sequence, h.last_hash.as_slice())),
-    ))
+    txn.commit().await?;
+    Ok(verifier.finish())
 }
 
 /// Every account that has an audit chain, for offline verification of the whole database.
@@ -228,11 +230,13 @@ pub async fn page(
         query =
             query.filter(audit_event::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
     }
+    // Stored times are whole microseconds; a bound with a fraction of one rounds up, so
+    // "at or after start" and "before end" stay exact.
     if let Some(start) = filter.start_time {
-        query = query.filter(audit_event::Column::OccurTimeUs.gte(to_us(start)));
+        query = query.filter(audit_event::Column::OccurTimeUs.gte(to_us_ceil(start)));
     }
     if let Some(end) = filter.end_time {
-        query = query.filter(audit_event::Column::OccurTimeUs.lt(to_us(end)));
+        query = query.filter(audit_event::Column::OccurTimeUs.lt(to_us_ceil(end)));
     }
     query
         .order_by_desc(audit_event::Column::Sequence)

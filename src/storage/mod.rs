@@ -129,6 +129,22 @@ impl Store {
         self.db.begin().await.map_err(Error::from)
     }
 
+    /// Starts a read-only transaction that sees one snapshot for all its statements (SQLite:
+    /// a deferred transaction; PostgreSQL: `REPEATABLE READ`).
+    pub async fn begin_snapshot(&self) -> Result<DatabaseTransaction, Error> {
+        if self.backend() == DbBackend::Sqlite {
+            self.begin_read().await
+        } else {
+            Ok(self
+                .db
+                .begin_with_config(
+                    Some(sea_orm::IsolationLevel::RepeatableRead),
+                    Some(sea_orm::AccessMode::ReadOnly),
+                )
+                .await?)
+        }
+    }
+
     /// Starts a write transaction (see the module doc for why it is immediate and serialized
     /// on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTxn, Error> {
@@ -174,6 +190,16 @@ impl Store {
 /// Time to storage microseconds.
 pub fn to_us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
+}
+
+/// Time to storage microseconds, rounding a fraction of a microsecond up (for query bounds).
+pub fn to_us_ceil(t: DateTime<Utc>) -> i64 {
+    let us = t.timestamp_micros();
+    if t.timestamp_subsec_nanos().is_multiple_of(1_000) {
+        us
+    } else {
+        us.saturating_add(1)
+    }
 }
 
 /// Storage microseconds to time. Out-of-range values (only possible by editing the database)

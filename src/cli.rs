@@ -59,6 +59,23 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Bearer token tools.
+    Token {
+        /// The token subcommand.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `accessgrant token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print the SHA-256 (hex) of a token read from stdin, for `token_sha256` in the config.
+    /// One trailing newline is ignored, so `echo "$TOKEN" | accessgrant token hash` works.
+    Hash,
+    /// Print a new random token (244 random bits from the OS, base64url) and, on stderr,
+    /// its SHA-256.
+    Generate,
 }
 
 /// `accessgrant audit …`.
@@ -87,6 +104,7 @@ fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let (command, overrides) = match cli.command {
+        Command::Token { command } => return token(command),
         Command::Serve { listen, common } => (Job::Serve, overrides(common, listen)),
         Command::Migrate { common } => (Job::Migrate, overrides(common, None)),
         Command::Audit {
@@ -118,6 +136,44 @@ pub fn run(cli: Cli) -> ExitCode {
             Job::Verify(account) => verify(config, account).await,
         }
     })
+}
+
+fn token(command: TokenCommand) -> ExitCode {
+    use std::io::Read;
+    match command {
+        TokenCommand::Hash => {
+            let mut input = Vec::new();
+            if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+                eprintln!("accessgrant: cannot read stdin: {e}");
+                return ExitCode::from(2);
+            }
+            if input.last() == Some(&b'\n') {
+                input.pop();
+                if input.last() == Some(&b'\r') {
+                    input.pop();
+                }
+            }
+            if input.is_empty() {
+                eprintln!("accessgrant: empty token on stdin");
+                return ExitCode::from(2);
+            }
+            println!("{}", hex::encode(crate::auth::token::sha256(&input)));
+            ExitCode::SUCCESS
+        }
+        TokenCommand::Generate => {
+            use base64::Engine;
+            let mut bytes = [0u8; 32];
+            bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            println!("{token}");
+            eprintln!(
+                "token_sha256 = \"{}\"",
+                hex::encode(crate::auth::token::sha256(token.as_bytes()))
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 enum Job {

@@ -6,6 +6,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use crate::{
+    auth::{Principal, token},
+    domain::permission::Permission,
+};
+
 /// Default gRPC listen address (loopback: safe without authentication).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// Default database: an embedded SQLite file in the working directory, created if missing.
@@ -46,6 +51,40 @@ struct FileConfig {
     drain_timeout: Option<String>,
     assumptions: Option<FileAssumptions>,
     idempotency: Option<FileIdempotency>,
+    #[serde(default)]
+    principals: Vec<FilePrincipal>,
+    tls: Option<FileTls>,
+    limits: Option<FileLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePrincipal {
+    name: String,
+    token_sha256: Option<String>,
+    cert_subject: Option<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_request_bytes: Option<usize>,
+    max_deadline: Option<String>,
+    max_concurrent_requests: Option<usize>,
+    max_concurrent_streams_per_connection: Option<u32>,
+    http2_keepalive_interval: Option<String>,
+    http2_keepalive_timeout: Option<String>,
+    tcp_keepalive: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +109,51 @@ pub struct AssumptionSettings {
     pub emergency_lifetime: Duration,
 }
 
+/// TLS settings (`[tls]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA that signs client certificates (PEM); when set, client certificates are required.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Bounds on what one caller can make the server do (`[limits]`, see docs/configuration.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest decoded request message (default 64 KiB).
+    pub max_request_bytes: usize,
+    /// Longest a unary call may run; a shorter client `grpc-timeout` wins (default 30 s).
+    pub max_deadline: Duration,
+    /// Calls in flight across all connections before new ones are shed with
+    /// `RESOURCE_EXHAUSTED` (default 512).
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams one connection may open at once (default 128).
+    pub max_concurrent_streams_per_connection: u32,
+    /// HTTP/2 PING interval to detect dead peers (default 30 s).
+    pub http2_keepalive_interval: Duration,
+    /// How long to wait for a PING ack before closing (default 10 s).
+    pub http2_keepalive_timeout: Duration,
+    /// TCP keepalive (default 60 s).
+    pub tcp_keepalive: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 64 * 1024,
+            max_deadline: Duration::from_secs(30),
+            max_concurrent_requests: 512,
+            max_concurrent_streams_per_connection: 128,
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -87,6 +171,12 @@ pub struct Config {
     /// How long `request_id` responses are kept (`[idempotency] retention`, default 48 h,
     /// never below 24 h).
     pub idempotency_retention: Duration,
+    /// Service principals; empty means development mode (loopback only).
+    pub principals: Vec<Principal>,
+    /// TLS, if enabled.
+    pub tls: Option<TlsSettings>,
+    /// Request limits.
+    pub limits: Limits,
 }
 
 /// A configuration problem, reported before the server starts.
@@ -204,7 +294,26 @@ impl Config {
         }
         let drain_timeout =
             parse_duration("drain_timeout", file.drain_timeout, Duration::from_secs(15))?;
+        let tls = file.tls.map(|t| TlsSettings {
+            cert: t.cert,
+            key: t.key,
+            client_ca: t.client_ca,
+        });
+        let principals = principals(file.principals, tls.as_ref())?;
+        if principals.is_empty() && !listen_is_loopback(&listen) {
+            return Err(ConfigError::Invalid {
+                key: "listen",
+                reason: format!(
+                    "{listen} is not a loopback address, and no [[principals]] are configured: \
+                     without principals every caller would have every permission"
+                ),
+            });
+        }
+        let limits = limits(file.limits.unwrap_or_default())?;
         Ok(Self {
+            principals,
+            tls,
+            limits,
             drain_timeout,
             listen,
             database_url,
@@ -216,6 +325,140 @@ impl Config {
             idempotency_retention,
         })
     }
+}
+
+fn listen_is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+fn principals(
+    entries: Vec<FilePrincipal>,
+    tls: Option<&TlsSettings>,
+) -> Result<Vec<Principal>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "principals",
+        reason,
+    };
+    let mut out: Vec<Principal> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let name = entry.name.trim().to_owned();
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "principal name {:?} must be 1..128 printable characters",
+                entry.name
+            )));
+        }
+        if out.iter().any(|p| p.name == name) {
+            return Err(invalid(format!("principal {name:?} is defined twice")));
+        }
+        let token_sha256 = match entry.token_sha256 {
+            None => None,
+            Some(hex) => Some(token::parse_sha256_hex(&hex).ok_or_else(|| {
+                invalid(format!(
+                    "principal {name:?}: token_sha256 must be 64 hex digits (use `accessgrant token hash`)"
+                ))
+            })?),
+        };
+        if let Some(hash) = &token_sha256
+            && out.iter().any(|p| p.token_sha256.as_ref() == Some(hash))
+        {
+            return Err(invalid(format!(
+                "principal {name:?} reuses another principal's token"
+            )));
+        }
+        if let Some(subject) = &entry.cert_subject {
+            if tls.and_then(|t| t.client_ca.as_ref()).is_none() {
+                return Err(invalid(format!(
+                    "principal {name:?} has cert_subject {subject:?} but [tls] client_ca is not set"
+                )));
+            }
+            if subject.trim().is_empty() {
+                return Err(invalid(format!("principal {name:?}: empty cert_subject")));
+            }
+        }
+        if token_sha256.is_none() && entry.cert_subject.is_none() {
+            return Err(invalid(format!(
+                "principal {name:?} needs token_sha256 or cert_subject to authenticate"
+            )));
+        }
+        let mut permissions = std::collections::BTreeSet::new();
+        for p in &entry.permissions {
+            permissions.insert(Permission::from_name(p).ok_or_else(|| {
+                invalid(format!(
+                    "principal {name:?}: unknown permission {p:?} (known: {})",
+                    Permission::ALL.map(Permission::as_str).join(", ")
+                ))
+            })?);
+        }
+        out.push(Principal {
+            name,
+            token_sha256,
+            cert_subject: entry.cert_subject,
+            permissions,
+        });
+    }
+    Ok(out)
+}
+
+fn limits(file: FileLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let out = Limits {
+        max_request_bytes: file.max_request_bytes.unwrap_or(d.max_request_bytes),
+        max_deadline: parse_duration("limits.max_deadline", file.max_deadline, d.max_deadline)?,
+        max_concurrent_requests: file
+            .max_concurrent_requests
+            .unwrap_or(d.max_concurrent_requests),
+        max_concurrent_streams_per_connection: file
+            .max_concurrent_streams_per_connection
+            .unwrap_or(d.max_concurrent_streams_per_connection),
+        http2_keepalive_interval: parse_duration(
+            "limits.http2_keepalive_interval",
+            file.http2_keepalive_interval,
+            d.http2_keepalive_interval,
+        )?,
+        http2_keepalive_timeout: parse_duration(
+            "limits.http2_keepalive_timeout",
+            file.http2_keepalive_timeout,
+            d.http2_keepalive_timeout,
+        )?,
+        tcp_keepalive: parse_duration("limits.tcp_keepalive", file.tcp_keepalive, d.tcp_keepalive)?,
+    };
+    let positive = [
+        ("limits.max_request_bytes", out.max_request_bytes == 0),
+        ("limits.max_deadline", out.max_deadline.is_zero()),
+        (
+            "limits.max_concurrent_requests",
+            out.max_concurrent_requests == 0,
+        ),
+        (
+            "limits.max_concurrent_streams_per_connection",
+            out.max_concurrent_streams_per_connection == 0,
+        ),
+        (
+            "limits.http2_keepalive_interval",
+            out.http2_keepalive_interval.is_zero(),
+        ),
+        (
+            "limits.http2_keepalive_timeout",
+            out.http2_keepalive_timeout.is_zero(),
+        ),
+        ("limits.tcp_keepalive", out.tcp_keepalive.is_zero()),
+    ];
+    for (key, zero) in positive {
+        if zero {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: "must be greater than zero".into(),
+            });
+        }
+    }
+    if out.max_request_bytes > 4 * 1024 * 1024 {
+        return Err(ConfigError::Invalid {
+            key: "limits.max_request_bytes",
+            reason: "at most 4 MiB".into(),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -249,6 +492,48 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.assumptions.max_lifetime, Duration::from_secs(7200));
         assert_eq!(c.assumptions.emergency_lifetime, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn principals_are_validated() {
+        let load = |text: &str| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            write!(f, "{text}").unwrap();
+            Config::load(Overrides {
+                config: Some(f.path().into()),
+                ..Overrides::default()
+            })
+        };
+        let hash = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let ok = load(&format!(
+            "listen = \"0.0.0.0:50051\"\n[[principals]]\nname = \"a\"\ntoken_sha256 = \"{hash}\"\npermissions = [\"grants:read\"]"
+        ))
+        .unwrap();
+        assert_eq!(ok.principals.len(), 1);
+        assert!(
+            ok.principals[0]
+                .permissions
+                .contains(&Permission::GrantsRead)
+        );
+        for bad in [
+            format!(
+                "[[principals]]\nname = \"a\"\ntoken_sha256 = \"{hash}\"\npermissions = [\"grants:raed\"]"
+            ),
+            "[[principals]]\nname = \"a\"\ntoken_sha256 = \"abc\"".to_owned(),
+            "[[principals]]\nname = \"a\"\npermissions = []".to_owned(),
+            format!(
+                "[[principals]]\nname = \"a\"\ntoken_sha256 = \"{hash}\"\n[[principals]]\nname = \"b\"\ntoken_sha256 = \"{hash}\""
+            ),
+            format!(
+                "[[principals]]\nname = \"a\"\ncert_subject = \"x\"\ntoken_sha256 = \"{hash}\""
+            ),
+            "[limits]\nmax_request_bytes = 0".to_owned(),
+        ] {
+            assert!(load(&bad).is_err(), "accepted: {bad}");
+        }
+        // Without principals, only loopback.
+        assert!(load("listen = \"0.0.0.0:50051\"").is_err());
+        assert!(load("listen = \"[::1]:50051\"").is_ok());
     }
 
     #[test]

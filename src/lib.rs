@@ -12,6 +12,9 @@
 //! - [`server`] — assembles services, health, reflection; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
 //! - [`telemetry`] — logging (text or JSON).
+//! - [`auth`] — service principals: bearer tokens (SHA-256 in config, constant-time
+//!   compare), client-certificate identities, and the admission layer that authenticates,
+//!   checks each RPC's permission and sheds load before any handler runs.
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
@@ -27,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

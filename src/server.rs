@@ -5,10 +5,11 @@
 use std::{future::Future, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    auth::{Authenticator, layer::AdmissionLayer},
     clock::SharedClock,
     config::Config,
     domain::assumption::Lifetimes,
@@ -58,6 +59,32 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A TLS file could not be read.
+    #[error("tls: cannot read {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn read_tls_file(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::TlsFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The rustls configuration of `[tls]`: the server identity, and with `client_ca` required
+/// client certificates signed by it.
+fn tls_config(tls: &crate::config::TlsSettings) -> Result<ServerTlsConfig, ServeError> {
+    let identity = Identity::from_pem(read_tls_file(&tls.cert)?, read_tls_file(&tls.key)?);
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read_tls_file(ca)?));
+    }
+    Ok(config)
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -136,22 +163,58 @@ pub async fn run(
         }
     };
 
-    let serve = Server::builder()
+    let limits = &config.limits;
+    let authenticator = Authenticator::new(config.principals.clone());
+    if authenticator.is_development() {
+        tracing::warn!(
+            "no [[principals]] configured: every caller is the all-permission development \
+             principal; only loopback listen addresses are allowed"
+        );
+    }
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+    }
+    let max_bytes = limits.max_request_bytes;
+    let serve = builder
+        .max_concurrent_streams(limits.max_concurrent_streams_per_connection)
+        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        // Sheds load, authenticates, authorizes and enforces the deadline cap (a client's
+        // shorter grpc-timeout wins).
+        .layer(AdmissionLayer::new(
+            authenticator,
+            limits.max_concurrent_requests,
+            limits.max_deadline,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AccessGrantServiceServer::new(AccessGrantApi::new(
-            app.clone(),
-        )))
-        .add_service(AccountServiceServer::new(AccountApi::new(app.clone())))
-        .add_service(SupportAccessServiceServer::new(SupportAccessApi::new(
-            app.clone(),
-        )))
-        .add_service(AuditServiceServer::new(AuditApi::new(app.clone())))
+        .add_service(
+            AccessGrantServiceServer::new(AccessGrantApi::new(app.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            AccountServiceServer::new(AccountApi::new(app.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            SupportAccessServiceServer::new(SupportAccessApi::new(app.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditApi::new(app.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
         // TCP_NODELAY: without it, a response queued behind a watch stream's frame on the same
         // connection waits for the peer's delayed ACK (~40 ms).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(limits.tcp_keepalive)),
+            signal,
+        );
     let result = tokio::select! {
         result = serve => result,
         () = drain_deadline => {

@@ -1,6 +1,7 @@
 //! Who is calling: service principals authenticated by bearer token (stored only as SHA-256)
 //! or by client certificate (mTLS), and the development principal when none are configured.
 
+pub mod certificate;
 pub mod layer;
 pub mod token;
 
@@ -113,7 +114,8 @@ mod tests {
         ]);
         let who = |h: &str, certs: &[&str]| {
             let certs: Vec<String> = certs.iter().map(|c| c.to_string()).collect();
-            auth.authenticate(Some(h.as_bytes()), &certs).map(|c| c.principal)
+            auth.authenticate(Some(h.as_bytes()), &certs)
+                .map(|c| c.principal)
         };
         assert_eq!(who("Bearer token-a", &[]), Ok("a".into()));
         assert_eq!(who("bearer token-b", &[]), Ok("b".into()));

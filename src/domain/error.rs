@@ -47,6 +47,19 @@ pub enum Error {
     /// A request id was reused for a different request.
     #[error("request_id was already used for a different request")]
     RequestIdReused,
+    /// No valid credentials (missing, unknown token, unknown certificate).
+    #[error("unauthenticated")]
+    Unauthenticated,
+    /// The server is at its concurrency limit; the call was shed without doing any work.
+    #[error("server overloaded")]
+    Overloaded,
+    /// The call did not finish within its deadline (the client's `grpc-timeout`, capped by
+    /// the server's `max_deadline`). A write in progress still commits whole or not at all.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The request message is larger than the server accepts.
+    #[error("request too large")]
+    RequestTooLarge,
     /// The calling service lacks the permission this request needs.
     #[error("caller lacks permission {0}")]
     CallerLacksPermission(&'static str),

@@ -6,6 +6,7 @@ pub mod access_grant;
 pub mod account;
 pub mod audit;
 pub mod convert;
+pub mod permissions;
 pub mod status;
 pub mod support_access;
 
@@ -13,8 +14,12 @@ use tonic::{Request, Status};
 
 use crate::domain::permission::Caller;
 
-/// The authenticated calling service of a request. Until principals are configurable every
-/// caller is the development principal (the server listens on loopback by default).
-pub fn caller<T>(_request: &Request<T>) -> Result<Caller, Status> {
-    Ok(Caller::development())
+/// The authenticated calling service of a request, as placed by the admission layer
+/// (`auth::layer`). A request that reached a handler without one is refused: fail closed.
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::from(crate::domain::Error::Unauthenticated))
 }

@@ -77,6 +77,49 @@ impl From<Error> for Status {
                     "already used for a different request",
                 ),
             ),
+            Error::Unauthenticated => {
+                // Say how to authenticate, never which part of the credentials was wrong.
+                let mut details = ErrorDetails::new();
+                details.set_error_info(
+                    "UNAUTHENTICATED",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::from([(
+                        "www_authenticate".to_owned(),
+                        "Bearer realm=\"accessgrant\"".to_owned(),
+                    )]),
+                );
+                Status::with_error_details(
+                    Code::Unauthenticated,
+                    "missing or invalid credentials: send `authorization: Bearer <token>` or a client certificate",
+                    details,
+                )
+            }
+            Error::Overloaded => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(
+                    "SERVER_OVERLOADED",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                );
+                details.set_retry_info(Some(std::time::Duration::from_millis(100)));
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "too many calls in flight; retry with backoff",
+                    details,
+                )
+            }
+            Error::DeadlineExceeded => status(
+                Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
+                "the call did not finish within its deadline; a change in progress commits whole or not at all: read before retrying, or retry with the same request_id",
+                ErrorDetails::new(),
+            ),
+            Error::RequestTooLarge => status(
+                Code::ResourceExhausted,
+                "REQUEST_TOO_LARGE",
+                "the request message exceeds the server's limit",
+                ErrorDetails::new(),
+            ),
             Error::CallerLacksPermission(permission) => {
                 let mut details = ErrorDetails::new();
                 details.set_error_info(

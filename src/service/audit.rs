@@ -183,6 +183,7 @@ impl App {
         after_position: i64,
         caller: &Caller,
     ) -> Result<impl Stream<Item = Result<(i64, AuditEvent), Error>> + Send + 'static, Error> {
+        // The contract's split: audit:read for one account, audit:read_all for all of them.
         caller.require(if account.is_some() {
             Permission::AuditRead
         } else {

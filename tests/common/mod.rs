@@ -185,6 +185,22 @@ impl TestServer {
             .collect()
     }
 
+    /// Takes SQLite's write lock from another connection and holds it until the returned
+    /// guard is dropped: the server's writes wait (up to its busy timeout) meanwhile.
+    pub async fn hold_write_lock(&self) -> (Store, sea_orm::DatabaseTransaction) {
+        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        let store = Store::connect(&self.database_url).await.unwrap();
+        let txn = store
+            .reader()
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+            .unwrap();
+        (store, txn)
+    }
+
     /// Runs SQL straight against the server's SQLite file (to tamper, inject faults, count).
     pub async fn sql(&self, statement: &str) {
         use sea_orm::ConnectionTrait;

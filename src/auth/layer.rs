@@ -1,0 +1,240 @@
+//! The admission layer, in front of every service: sheds load beyond the concurrency limit,
+//! authenticates the caller, checks the method's permission, and hands the [`Caller`] to the
+//! handler through the request's extensions. Runs before the request body is decoded.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
+use tower::{Layer, Service};
+
+use super::{AuthError, Authenticator, certificate};
+use crate::{
+    domain::{Error, permission::Caller},
+    grpc::permissions::{self, Requirement},
+};
+
+/// Shared state of the layer.
+#[derive(Debug)]
+struct Admission {
+    /// Maps credentials to principals.
+    authenticator: Authenticator,
+    /// One permit per call in flight; none left means shed.
+    permits: Arc<Semaphore>,
+    /// Cap on any call's deadline.
+    max_deadline: Duration,
+}
+
+/// Parses a `grpc-timeout` header (`<digits><unit>`, unit one of H M S m u n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Builds [`AdmissionService`]s.
+#[derive(Debug, Clone)]
+pub struct AdmissionLayer {
+    /// Shared by every connection.
+    admission: Arc<Admission>,
+}
+
+impl AdmissionLayer {
+    /// A layer admitting at most `max_concurrent` calls at once, each for at most
+    /// `max_deadline` (or the client's shorter `grpc-timeout`).
+    pub fn new(
+        authenticator: Authenticator,
+        max_concurrent: usize,
+        max_deadline: Duration,
+    ) -> Self {
+        Self {
+            admission: Arc::new(Admission {
+                authenticator,
+                permits: Arc::new(Semaphore::new(max_concurrent)),
+                max_deadline,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = AdmissionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AdmissionService {
+            inner,
+            admission: self.admission.clone(),
+        }
+    }
+}
+
+/// See the module doc.
+#[derive(Debug, Clone)]
+pub struct AdmissionService<S> {
+    /// The routed services.
+    inner: S,
+    /// Shared state.
+    admission: Arc<Admission>,
+}
+
+fn reject<B: Default>(error: Error) -> http::Response<B> {
+    Status::from(error).into_http()
+}
+
+/// tonic answers a request over `max_decoding_message_size` with a bare `OUT_OF_RANGE`
+/// (no `ErrorInfo`). No handler of this service returns `OUT_OF_RANGE`, so any such
+/// trailers-only response is that limit: answer it in the contract's form instead.
+fn translate_decode_limit<B: Default>(response: http::Response<B>) -> http::Response<B> {
+    let out_of_range = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
+    if out_of_range {
+        reject(Error::RequestTooLarge)
+    } else {
+        response
+    }
+}
+
+fn cert_identities<B>(req: &http::Request<B>) -> Vec<String> {
+    req.extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .and_then(|certs| certs.first().map(|leaf| certificate::identities(leaf)))
+        .unwrap_or_default()
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AdmissionService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        let requirement = permissions::requirement(req.uri().path());
+        // The clone is ready because `self.inner` was polled ready; swap so the ready one is
+        // used (tower's documented pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if requirement == Requirement::Open {
+            return Box::pin(inner.call(req));
+        }
+        // Shed before doing any work: a full server answers at once instead of queueing.
+        let Ok(permit) = self.admission.permits.clone().try_acquire_owned() else {
+            return Box::pin(std::future::ready(Ok(reject(Error::Overloaded))));
+        };
+        let authorization = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let caller = match self
+            .admission
+            .authenticator
+            .authenticate(authorization.as_deref(), &cert_identities(&req))
+        {
+            Ok(caller) => caller,
+            Err(AuthError::Unauthenticated) => {
+                tracing::info!(method = %req.uri().path(), "rejected: unauthenticated");
+                return Box::pin(std::future::ready(Ok(reject(Error::Unauthenticated))));
+            }
+        };
+        if let Requirement::Permission(p) = requirement
+            && let Err(e) = caller.require(p)
+        {
+            tracing::info!(method = %req.uri().path(), principal = %caller.principal, "rejected: lacks permission");
+            return Box::pin(std::future::ready(Ok(reject(e))));
+        }
+        let method = req.uri().path().to_owned();
+        let principal = caller.principal.clone();
+        req.extensions_mut().insert::<Caller>(caller);
+        let deadline = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.admission.max_deadline, |client| {
+                client.min(self.admission.max_deadline)
+            });
+        let started = std::time::Instant::now();
+        // Everything logged while serving the call carries the principal (never a token).
+        let span = tracing::info_span!("call", principal = %principal);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                // Past the deadline the handler is dropped; a write it started runs on its own
+                // task and still commits whole or not at all.
+                let response = match tokio::time::timeout(deadline, inner.call(req)).await {
+                    Ok(response) => response.map(translate_decode_limit),
+                    Err(_) => Ok(reject(Error::DeadlineExceeded)),
+                };
+                drop(permit);
+                // Errors travel in the headers of a trailers-only response; success (and errors
+                // raised later in a stream) in the trailers, which this layer does not see.
+                let code = response
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.headers().get("grpc-status"))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or_else(
+                        || "Ok".to_owned(),
+                        |c| format!("{:?}", tonic::Code::from_i32(c)),
+                    );
+                tracing::info!(
+                    %method,
+                    %principal,
+                    code,
+                    latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "rpc"
+                );
+                response
+            },
+            span,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_header() {
+        assert_eq!(parse_grpc_timeout("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_grpc_timeout("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("12x"), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+    }
+}

@@ -20,8 +20,9 @@ impl FieldViolation {
     }
 }
 
-/// Everything that can go wrong in a request.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong in a request. `Clone` because one failed group commit is
+/// the answer of every request in the batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; nothing was read or written.
     #[error("invalid argument")]

@@ -47,7 +47,7 @@ impl App {
         let idem = Idempotency::new("UpsertAccount", request_id.clone(), &cmd);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
-                let existing = accounts::find_for_update(&**txn, &cmd.account_id).await?;
+                let existing = accounts::find_for_update(txn, &cmd.account_id).await?;
                 let (account, kind) = match account::plan_change(existing.as_ref(), cmd.plan)? {
                     PlanChange::Unchanged => {
                         let account = existing.ok_or_else(|| {
@@ -66,8 +66,8 @@ impl App {
                             update_time: now,
                             delete_time: None,
                         };
-                        accounts::insert(&**txn, &account).await?;
-                        grants::insert(&**txn, &cmd.account_id, &GrantRecord::initial(now)).await?;
+                        accounts::insert(txn, &account).await?;
+                        grants::insert(txn, &cmd.account_id, &GrantRecord::initial(now)).await?;
                         (account, EventKind::AccountCreated)
                     }
                     PlanChange::ConvertToPaid => {
@@ -79,13 +79,12 @@ impl App {
                             update_time: now,
                             ..before
                         };
-                        accounts::update(&**txn, &account).await?;
-                        let record = grants::get(&**txn, &cmd.account_id).await?;
-                        grants::update(&**txn, &cmd.account_id, &record.reset_for_paid(now))
-                            .await?;
+                        accounts::update(txn, &account).await?;
+                        let record = grants::get(txn, &cmd.account_id).await?;
+                        grants::update(txn, &cmd.account_id, &record.reset_for_paid(now)).await?;
                         // The paid grant starts off: trial-based assumptions lose their basis.
                         assumptions::revoke_open(
-                            &**txn,
+                            txn,
                             cmd.account_id.as_str(),
                             Some(Basis::TrialAccount),
                             now,
@@ -95,7 +94,7 @@ impl App {
                     }
                 };
                 audit_log::append(
-                    &**txn,
+                    txn,
                     NewEvent {
                         account_id: cmd.account_id.clone(),
                         kind,
@@ -135,14 +134,14 @@ impl App {
         let idem = Idempotency::new("DeleteAccount", request_id.clone(), &id);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
-                let account = accounts::find_for_update(&**txn, &id)
+                let account = accounts::find_for_update(txn, &id)
                     .await?
                     .filter(|a| !a.is_deleted())
                     .ok_or(Error::AccountNotFound)?;
-                accounts::mark_deleted(&**txn, &account, now).await?;
-                let revoked = assumptions::revoke_open(&**txn, id.as_str(), None, now).await?;
+                accounts::mark_deleted(txn, &account, now).await?;
+                let revoked = assumptions::revoke_open(txn, id.as_str(), None, now).await?;
                 audit_log::append(
-                    &**txn,
+                    txn,
                     NewEvent {
                         account_id: id.clone(),
                         kind: EventKind::AccountDeleted,

@@ -75,16 +75,14 @@ impl App {
         let idem = Idempotency::new("EnableAccessGrant", request_id.clone(), &cmd);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
-                let account =
-                    open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
-                let record = grants::get(&**txn, &cmd.account_id).await?;
+                let account = open_account(accounts::find_for_update(txn, &cmd.account_id).await?)?;
+                let record = grants::get(txn, &cmd.account_id).await?;
                 let (next, change) = grant::enable(&account, &record, &cmd, now)?;
-                grants::update(&**txn, &cmd.account_id, &next).await?;
+                grants::update(txn, &cmd.account_id, &next).await?;
                 // A shortened grant also shortens the assumptions resting on it.
                 let capped = match (change, next.expire_time) {
                     (GrantChange::DurationChanged, Some(end)) => {
-                        assumptions::cap_grant_based(&**txn, cmd.account_id.as_str(), end, now)
-                            .await?
+                        assumptions::cap_grant_based(txn, cmd.account_id.as_str(), end, now).await?
                     }
                     _ => 0,
                 };
@@ -96,7 +94,7 @@ impl App {
                     }
                 };
                 audit_log::append(
-                    &**txn,
+                    txn,
                     NewEvent {
                         account_id: cmd.account_id.clone(),
                         kind,
@@ -131,18 +129,17 @@ impl App {
         let idem = Idempotency::new("DisableAccessGrant", request_id.clone(), &cmd);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
-                let account =
-                    open_account(accounts::find_for_update(&**txn, &cmd.account_id).await?)?;
-                let record = grants::get(&**txn, &cmd.account_id).await?;
+                let account = open_account(accounts::find_for_update(txn, &cmd.account_id).await?)?;
+                let record = grants::get(txn, &cmd.account_id).await?;
                 let Some(next) = grant::disable(&account, &record, &cmd, now)? else {
                     return Ok(GrantView::at(&account, &record, now));
                 };
-                grants::update(&**txn, &cmd.account_id, &next).await?;
+                grants::update(txn, &cmd.account_id, &next).await?;
                 // The contract: disabling ends every open assumption of the account.
                 let revoked =
-                    assumptions::revoke_open(&**txn, cmd.account_id.as_str(), None, now).await?;
+                    assumptions::revoke_open(txn, cmd.account_id.as_str(), None, now).await?;
                 audit_log::append(
-                    &**txn,
+                    txn,
                     NewEvent {
                         account_id: cmd.account_id.clone(),
                         kind: EventKind::GrantDisabled,

@@ -12,15 +12,18 @@ pub use crate::domain::permission::Caller;
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
 use crate::{
     clock::SharedClock,
     domain::Error,
     storage::{
-        Store, WriteTxn,
+        Store,
         idempotency::{self, Replay},
+        writer::{Disposition, Job, Reply, Writer},
     },
 };
 
@@ -42,6 +45,32 @@ pub struct App {
     pub(crate) clock: SharedClock,
     /// Tunables.
     pub(crate) settings: Arc<Settings>,
+    /// The group-commit writer every change goes through.
+    writer: Writer,
+}
+
+/// Replay or run-and-remember, inside the caller's savepoint.
+async fn run_idempotent<T, F>(
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    idem: Option<Idempotency>,
+    op: F,
+) -> Result<T, Error>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    F: for<'t> FnOnce(&'t DatabaseTransaction, DateTime<Utc>) -> TxnFuture<'t, T> + Send + 'static,
+{
+    if let Some(k) = &idem
+        && let Replay::Stored(first) =
+            idempotency::lookup(txn, k.scope, &k.request_id, &k.fingerprint).await?
+    {
+        return Ok(first);
+    }
+    let out = op(txn, now).await?;
+    if let Some(k) = &idem {
+        idempotency::remember(txn, k.scope, &k.request_id, &k.fingerprint, &out, now).await?;
+    }
+    Ok(out)
 }
 
 /// A boxed future borrowing the write transaction.
@@ -77,9 +106,10 @@ impl Idempotency {
 }
 
 impl App {
-    /// Assembles the application.
+    /// Assembles the application and starts its writer task (needs a Tokio runtime).
     pub fn new(store: Store, clock: SharedClock, settings: Settings) -> Self {
         Self {
+            writer: Writer::start(store.clone()),
             store,
             clock,
             settings: Arc::new(settings),
@@ -91,39 +121,49 @@ impl App {
         &self.store
     }
 
-    /// Runs one change: replays the first response for a known request id, otherwise runs
-    /// `op` and remembers its response, all in one write transaction.
+    /// Runs one change through the group-commit writer: replays the first response for a
+    /// known request id, otherwise runs `op` and remembers its response, inside the batch
+    /// transaction (in its own savepoint). Answers only once the batch commit is durable.
     ///
-    /// The work runs on its own task: if the client disconnects or its deadline passes, tonic
-    /// drops the handler, but the transaction still either commits whole or rolls back whole;
-    /// it is never cut between the change and its audit event.
+    /// The work runs on the writer task: if the client disconnects or its deadline passes,
+    /// the change still either commits whole or rolls back whole; it is never cut between the
+    /// change and its audit event.
     pub(crate) async fn write<T, F>(&self, idem: Option<Idempotency>, op: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: for<'t> FnOnce(&'t WriteTxn, DateTime<Utc>) -> TxnFuture<'t, T> + Send + 'static,
+        F: for<'t> FnOnce(&'t DatabaseTransaction, DateTime<Utc>) -> TxnFuture<'t, T>
+            + Send
+            + 'static,
     {
-        let app = self.clone();
-        let task = tokio::spawn(async move {
-            let txn = app.store.begin_write().await?;
-            // Read the clock only once the write lock is held, so event times follow commit
-            // order.
-            let now = app.clock.now();
-            if let Some(k) = &idem
-                && let Replay::Stored(first) =
-                    idempotency::lookup(&*txn, k.scope, &k.request_id, &k.fingerprint).await?
-            {
-                return Ok(first);
-            }
-            let out = op(&txn, now).await?;
-            if let Some(k) = &idem {
-                idempotency::remember(&*txn, k.scope, &k.request_id, &k.fingerprint, &out, now)
-                    .await?;
-            }
-            txn.commit().await?;
-            Ok(out)
+        let (answer, answered) = oneshot::channel::<Result<T, Error>>();
+        let clock = self.clock.clone();
+        let job: Job = Box::new(move |txn| {
+            Box::pin(async move {
+                let result = match txn {
+                    // Read the clock inside the batch, in commit order.
+                    Ok(txn) => run_idempotent(txn, clock.now(), idem, op).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(value) => {
+                        let reply: Reply = Box::new(move |committed: Result<(), Error>| {
+                            let _ = answer.send(committed.map(|()| value));
+                        });
+                        (Disposition::Keep, reply)
+                    }
+                    Err(e) => {
+                        let reply: Reply = Box::new(move |_| {
+                            let _ = answer.send(Err(e));
+                        });
+                        (Disposition::Discard, reply)
+                    }
+                }
+            })
         });
-        task.await
-            .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+        self.writer.submit(job).await?;
+        answered
+            .await
+            .map_err(|_| Error::Internal("the writer dropped a job".into()))?
     }
 
     /// Deletes idempotency records past their retention; run periodically by the server.

@@ -35,9 +35,9 @@ impl App {
             Box::pin(async move {
                 // The account row lock (PostgreSQL) orders this decision against a concurrent
                 // Disable: whichever commits first, the other sees its result.
-                let account = accounts::find_for_update(&**txn, &req.account_id).await?;
+                let account = accounts::find_for_update(txn, &req.account_id).await?;
                 let grant = match account.as_ref().filter(|a| !a.is_deleted()) {
-                    Some(_) => Some(grants::get(&**txn, &req.account_id).await?),
+                    Some(_) => Some(grants::get(txn, &req.account_id).await?),
                     None => None,
                 };
                 let decision = assumption::decide(
@@ -69,7 +69,7 @@ impl App {
                             end_time: None,
                             end_reason: None,
                         };
-                        assumptions::insert(&**txn, &created, &req.ticket_id).await?;
+                        assumptions::insert(txn, &created, &req.ticket_id).await?;
                         detail["basis"] = json!(basis.as_str());
                         detail["assumption_id"] = json!(created.assumption_id);
                         detail["expire_time"] = json!(format_time(expire_time));
@@ -86,7 +86,7 @@ impl App {
                     }
                 };
                 let event = audit_log::append(
-                    &**txn,
+                    txn,
                     NewEvent {
                         account_id: req.account_id.clone(),
                         kind,
@@ -127,13 +127,13 @@ impl App {
         let idem = Idempotency::new("EndAssumption", request_id.clone(), &id);
         self.write(idem, move |txn, now| {
             Box::pin(async move {
-                let found = assumptions::find_for_update(&**txn, &id)
+                let found = assumptions::find_for_update(txn, &id)
                     .await?
                     .ok_or(Error::AssumptionNotFound)?;
                 if found.state_at(now) != AssumptionState::Active {
                     return Ok(AssumptionView::at(found, now));
                 }
-                assumptions::end(&**txn, &id, EndReason::Ended, now).await?;
+                assumptions::end(txn, &id, EndReason::Ended, now).await?;
                 let ended = Assumption {
                     end_time: Some(now),
                     end_reason: Some(EndReason::Ended),
@@ -143,7 +143,7 @@ impl App {
                     crate::domain::ids::AccountId::parse(&ended.account_id, "account_id")
                         .map_err(|_| Error::Internal("stored assumption account id".into()))?;
                 audit_log::append(
-                    &**txn,
+                    txn,
                     NewEvent {
                         account_id,
                         kind: EventKind::AssumptionEnded,

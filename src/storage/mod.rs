@@ -21,6 +21,7 @@ pub mod entities;
 pub mod grants;
 pub mod idempotency;
 pub mod migrations;
+pub mod writer;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 

@@ -29,9 +29,11 @@ impl App {
     /// The grant's effective state now.
     pub async fn get_grant(&self, id: &AccountId, caller: &Caller) -> Result<GrantView, Error> {
         caller.require(Permission::GrantsRead)?;
-        let txn = self.store.begin_read().await?;
-        let account = open_account(accounts::find(&txn, id).await?)?;
-        let record = grants::get(&txn, id).await?;
+        let found = grants::read_with_accounts(self.store.reader(), &[id.as_str()]).await?;
+        let (account, record) = found
+            .into_iter()
+            .find(|(a, _)| !a.is_deleted())
+            .ok_or(Error::AccountNotFound)?;
         Ok(GrantView::at(&account, &record, self.clock.now()))
     }
 
@@ -42,22 +44,22 @@ impl App {
         caller: &Caller,
     ) -> Result<Vec<GrantView>, Error> {
         caller.require(Permission::GrantsRead)?;
-        let keys: Vec<&str> = ids.iter().map(AccountId::as_str).collect();
-        let txn = self.store.begin_read().await?;
-        let found = accounts::find_many(&txn, &keys).await?;
-        let records = grants::get_many(&txn, &keys).await?;
+        let mut keys: Vec<&str> = ids.iter().map(AccountId::as_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let found = grants::read_with_accounts(self.store.reader(), &keys).await?;
         let now = self.clock.now();
-        let by_id: std::collections::HashMap<&str, &Account> = found
+        let by_id: std::collections::HashMap<&str, (&Account, &grant::GrantRecord)> = found
             .iter()
-            .filter(|a| !a.is_deleted())
-            .map(|a| (a.account_id.as_str(), a))
+            .filter(|(a, _)| !a.is_deleted())
+            .map(|(a, g)| (a.account_id.as_str(), (a, g)))
             .collect();
-        let grants_by_id: std::collections::HashMap<&str, &grant::GrantRecord> =
-            records.iter().map(|(id, g)| (id.as_str(), g)).collect();
-        keys.iter()
-            .map(|k| match (by_id.get(k), grants_by_id.get(k)) {
-                (Some(account), Some(record)) => Ok(GrantView::at(account, record, now)),
-                _ => Err(Error::AccountNotFound),
+        ids.iter()
+            .map(|id| {
+                by_id
+                    .get(id.as_str())
+                    .map(|(account, record)| GrantView::at(account, record, now))
+                    .ok_or(Error::AccountNotFound)
             })
             .collect()
     }

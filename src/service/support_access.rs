@@ -14,7 +14,7 @@ use crate::{
         },
         permission::Permission,
     },
-    storage::{accounts, assumptions, audit_log, grants},
+    storage::{assumptions, audit_log, grants},
 };
 
 impl App {
@@ -35,11 +35,11 @@ impl App {
             Box::pin(async move {
                 // The account row lock (PostgreSQL) orders this decision against a concurrent
                 // Disable: whichever commits first, the other sees its result.
-                let account = accounts::find_for_update(txn, &req.account_id).await?;
-                let grant = match account.as_ref().filter(|a| !a.is_deleted()) {
-                    Some(_) => Some(grants::get(txn, &req.account_id).await?),
-                    None => None,
-                };
+                let (account, grant) =
+                    match grants::read_for_update(txn, req.account_id.as_str()).await? {
+                        Some((account, grant)) => (Some(account), Some(grant)),
+                        None => (None, None),
+                    };
                 let decision = assumption::decide(
                     account.as_ref(),
                     grant.as_ref(),

@@ -10,7 +10,8 @@ use crate::domain::{
     ids::AccountId,
 };
 
-fn to_domain(m: account::Model) -> Result<Account, Error> {
+/// Decodes a stored account.
+pub(crate) fn to_domain(m: account::Model) -> Result<Account, Error> {
     Ok(Account {
         account_id: AccountId::parse(&m.account_id, "account_id")
             .map_err(|_| Error::Internal(format!("stored account id {:?}", m.account_id)))?,

@@ -33,25 +33,29 @@ pub async fn append(
     now: DateTime<Utc>,
 ) -> Result<AuditEvent, Error> {
     let account_id = event.account_id.as_str().to_owned();
-    // Make sure a head row exists, then lock it: concurrent appenders to one account queue on
-    // this row, so sequences are assigned one at a time.
-    audit_chain_head::Entity::insert(audit_chain_head::ActiveModel {
-        account_id: Set(account_id.clone()),
-        last_sequence: Set(0),
-        last_hash: Set(chain::GENESIS_HASH.to_vec()),
-    })
-    .on_conflict(
-        OnConflict::column(audit_chain_head::Column::AccountId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    let head = audit_chain_head::Entity::find_by_id(account_id.clone())
-        .lock_exclusive()
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::Internal("audit chain head vanished".into()))?;
+    // Lock the account's chain head: concurrent appenders to one account (other replicas)
+    // queue on this row, so sequences are assigned one at a time. The head usually exists;
+    // only an account's first event creates it (idempotently, racing creators are fine).
+    let head = match lock_head(db, &account_id).await? {
+        Some(head) => head,
+        None => {
+            audit_chain_head::Entity::insert(audit_chain_head::ActiveModel {
+                account_id: Set(account_id.clone()),
+                last_sequence: Set(0),
+                last_hash: Set(chain::GENESIS_HASH.to_vec()),
+            })
+            .on_conflict(
+                OnConflict::column(audit_chain_head::Column::AccountId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+            lock_head(db, &account_id)
+                .await?
+                .ok_or_else(|| Error::Internal("audit chain head vanished".into()))?
+        }
+    };
 
     let sequence = head.last_sequence + 1;
     let event_id = uuid::Uuid::new_v4().to_string();
@@ -108,6 +112,16 @@ pub async fn append(
         prev_hash: head.last_hash,
         hash,
     })
+}
+
+async fn lock_head(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+) -> Result<Option<audit_chain_head::Model>, Error> {
+    Ok(audit_chain_head::Entity::find_by_id(account_id.to_owned())
+        .lock_exclusive()
+        .one(db)
+        .await?)
 }
 
 /// Decodes a stored row. A row that cannot be decoded (edited by hand) is an error.

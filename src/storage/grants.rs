@@ -2,8 +2,14 @@
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-use super::{entities::access_grant, from_us, from_us_opt, to_us};
-use crate::domain::{Error, duration::AccessDuration, grant::GrantRecord, ids::AccountId};
+use super::{
+    accounts,
+    entities::{access_grant, account},
+    from_us, from_us_opt, to_us,
+};
+use crate::domain::{
+    Error, account::Account, duration::AccessDuration, grant::GrantRecord, ids::AccountId,
+};
 
 fn to_domain(m: access_grant::Model) -> Result<GrantRecord, Error> {
     let duration = m
@@ -84,4 +90,98 @@ pub async fn update(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// One row of the account ⋈ grant read.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct AccountGrantRow {
+    account_id: String,
+    plan: String,
+    create_time_us: i64,
+    update_time_us: i64,
+    delete_time_us: Option<i64>,
+    enabled: bool,
+    duration: Option<String>,
+    enable_time_us: Option<i64>,
+    expire_time_us: Option<i64>,
+    grant_update_time_us: i64,
+    update_user_id: String,
+    version: i64,
+}
+
+/// Reads accounts with their grants in **one statement** (one snapshot, one round trip):
+/// the hot read path of `GetAccessGrant` and `BatchGetAccessGrants`. Unknown ids are absent.
+pub async fn read_with_accounts(
+    db: &impl ConnectionTrait,
+    ids: &[&str],
+) -> Result<Vec<(Account, GrantRecord)>, Error> {
+    read_joined(db, ids, false).await
+}
+
+/// Reads one account with its grant for a change: on PostgreSQL the account row stays locked
+/// until the transaction ends, serializing every change to the account across replicas.
+pub async fn read_for_update(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<(Account, GrantRecord)>, Error> {
+    Ok(read_joined(db, &[id], true).await?.into_iter().next())
+}
+
+async fn read_joined(
+    db: &impl ConnectionTrait,
+    ids: &[&str],
+    for_update: bool,
+) -> Result<Vec<(Account, GrantRecord)>, Error> {
+    use sea_orm::{DbBackend, FromQueryResult, Statement, Value};
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let placeholders: Vec<String> = (1..=ids.len())
+        .map(|i| match backend {
+            DbBackend::Postgres => format!("${i}"),
+            _ => "?".to_owned(),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT a.account_id, a.plan, a.create_time_us, a.update_time_us, a.delete_time_us, \
+         g.enabled, g.duration, g.enable_time_us, g.expire_time_us, \
+         g.update_time_us AS grant_update_time_us, g.update_user_id, g.version \
+         FROM accounts a JOIN access_grants g ON g.account_id = a.account_id \
+         WHERE a.account_id IN ({}){}",
+        placeholders.join(", "),
+        // SQLite has no row locks (its writers are serialized anyway).
+        if for_update && backend == DbBackend::Postgres {
+            " FOR UPDATE OF a"
+        } else {
+            ""
+        }
+    );
+    let values: Vec<Value> = ids.iter().map(|id| Value::from(*id)).collect();
+    let rows =
+        AccountGrantRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+            .all(db)
+            .await?;
+    rows.into_iter()
+        .map(|r| {
+            let account = accounts::to_domain(account::Model {
+                account_id: r.account_id.clone(),
+                plan: r.plan,
+                create_time_us: r.create_time_us,
+                update_time_us: r.update_time_us,
+                delete_time_us: r.delete_time_us,
+            })?;
+            let grant = to_domain(access_grant::Model {
+                account_id: r.account_id,
+                enabled: r.enabled,
+                duration: r.duration,
+                enable_time_us: r.enable_time_us,
+                expire_time_us: r.expire_time_us,
+                update_time_us: r.grant_update_time_us,
+                update_user_id: r.update_user_id,
+                version: r.version,
+            })?;
+            Ok((account, grant))
+        })
+        .collect()
 }

@@ -40,6 +40,9 @@ use crate::domain::Error;
 /// before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections in the pool: one for the group-commit writer, the rest for readers.
+const POOL_CONNECTIONS: u32 = 8;
+
 /// A database failure becomes a retryable storage error. The cause is logged here, once, and
 /// never reaches the client.
 impl From<DbErr> for Error {
@@ -93,6 +96,13 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
+            // sea-orm defaults SQLite pools to ONE connection, which would queue every read
+            // behind the writer's open transaction. WAL readers can run beside the writer, so
+            // give them connections of their own.
+            .max_connections(POOL_CONNECTIONS)
+            .min_connections(2)
+            // A ping before every checkout doubles the round trips of a short read.
+            .test_before_acquire(false)
             .sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))

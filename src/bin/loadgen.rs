@@ -27,7 +27,8 @@ use accessgrant::proto::v1::{
     AccessDuration, AccessReason, AccountPlan, Actor, AuthorizeAssumptionRequest,
     BatchGetAccessGrantsRequest, Decision, EnableAccessGrantRequest, GetAccessGrantRequest,
     Product, ProductRole, Role, UpsertAccountRequest,
-    access_grant_service_client::AccessGrantServiceClient,
+    ListAuditEventsRequest, access_grant_service_client::AccessGrantServiceClient,
+    audit_service_client::AuditServiceClient,
     account_service_client::AccountServiceClient,
     support_access_service_client::SupportAccessServiceClient,
 };
@@ -119,6 +120,10 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Account whose log the `list` scenario pages (default: a random seeded account), e.g. one
+    /// with a million events to show that the first page does not grow with the log.
+    #[arg(long)]
+    list_account: Option<String>,
 }
 
 impl Args {
@@ -173,6 +178,8 @@ enum Scenario {
     Deny,
     /// 70% get, 10% batch_get, 15% allow, 5% deny.
     Mixed,
+    /// `ListAuditEvents` first page (50, newest first).
+    List,
 }
 
 impl Scenario {
@@ -185,6 +192,7 @@ impl Scenario {
             Self::Allow => "allow",
             Self::Deny => "deny",
             Self::Mixed => "mixed",
+            Self::List => "list",
         }
     }
 
@@ -196,6 +204,7 @@ impl Scenario {
             Self::BatchGet => Op::BatchGet,
             Self::Allow => Op::Allow,
             Self::Deny => Op::Deny,
+            Self::List => Op::List,
             Self::Mixed => match rng.below(100) {
                 0..70 => Op::Get,
                 70..80 => Op::BatchGet,
@@ -219,6 +228,8 @@ enum Op {
     Allow,
     /// Assumption on a deny-set account.
     Deny,
+    /// First page of an audit log.
+    List,
 }
 
 /// SplitMix64: fast and good enough to pick accounts; not for anything secret.
@@ -258,6 +269,8 @@ struct Accounts {
     ids: Vec<String>,
     /// How many leading ids have the grant enabled.
     allow_len: usize,
+    /// The account the `list` scenario reads, if not a seeded one.
+    list_account: Option<String>,
 }
 
 impl Accounts {
@@ -266,6 +279,7 @@ impl Accounts {
         Self {
             ids: (0..count).map(|n| format!("lg-{run_id}-{n}")).collect(),
             allow_len: count / 2,
+            list_account: None,
         }
     }
 
@@ -323,6 +337,8 @@ struct Clients {
     grants: AccessGrantServiceClient<Svc>,
     /// `accessgrant.v1.SupportAccessService`.
     support: SupportAccessServiceClient<Svc>,
+    /// `accessgrant.v1.AuditService`.
+    audit: AuditServiceClient<Svc>,
 }
 
 impl Clients {
@@ -332,7 +348,8 @@ impl Clients {
             health: HealthClient::with_interceptor(channel.clone(), auth.clone()),
             accounts: AccountServiceClient::with_interceptor(channel.clone(), auth.clone()),
             grants: AccessGrantServiceClient::with_interceptor(channel.clone(), auth.clone()),
-            support: SupportAccessServiceClient::with_interceptor(channel, auth.clone()),
+            support: SupportAccessServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            audit: AuditServiceClient::with_interceptor(channel, auth.clone()),
         }
     }
 }
@@ -523,6 +540,7 @@ impl Worker {
             Op::BatchGet => self.batch_get().await,
             Op::Allow => self.authorize(Decision::Allow).await,
             Op::Deny => self.authorize(Decision::Deny).await,
+            Op::List => self.list().await,
         }
     }
 
@@ -552,6 +570,20 @@ impl Worker {
             .collect();
         let request = BatchGetAccessGrantsRequest { account_ids };
         Outcome::of(self.clients.grants.batch_get_access_grants(request).await)
+    }
+
+    /// ListAuditEvents: the first page of `--list-account` or of a random seeded account.
+    async fn list(&mut self) -> Outcome {
+        let account_id = match &self.accounts.list_account {
+            Some(id) => id.clone(),
+            None => self.rng.pick(&self.accounts.ids),
+        };
+        let request = ListAuditEventsRequest {
+            account_id,
+            page_size: 50,
+            ..Default::default()
+        };
+        Outcome::of(self.clients.audit.list_audit_events(request).await)
     }
 
     /// AuthorizeAssumption on an account of the set that should yield `expected`.
@@ -988,7 +1020,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let auth = Auth::new(args.token.as_deref())?;
     let clients = connect(&args, &auth).await?;
-    let accounts = Arc::new(Accounts::new(&run_id, args.accounts));
+    let accounts = Arc::new(Accounts {
+        list_account: args.list_account.clone(),
+        ..Accounts::new(&run_id, args.accounts)
+    });
     let seeding = seed(&clients, &accounts).await?;
     println!(
         "seeded {} accounts ({} allow, {} deny) in {:.2}s ({:.0} accounts/s)",

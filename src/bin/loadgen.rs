@@ -26,10 +26,9 @@ use std::{
 use accessgrant::proto::v1::{
     AccessDuration, AccessReason, AccountPlan, Actor, AuthorizeAssumptionRequest,
     BatchGetAccessGrantsRequest, Decision, EnableAccessGrantRequest, GetAccessGrantRequest,
-    Product, ProductRole, Role, UpsertAccountRequest,
-    ListAuditEventsRequest, access_grant_service_client::AccessGrantServiceClient,
-    audit_service_client::AuditServiceClient,
-    account_service_client::AccountServiceClient,
+    ListAuditEventsRequest, Product, ProductRole, Role, UpsertAccountRequest,
+    access_grant_service_client::AccessGrantServiceClient,
+    account_service_client::AccountServiceClient, audit_service_client::AuditServiceClient,
     support_access_service_client::SupportAccessServiceClient,
 };
 use clap::{Parser, ValueEnum};

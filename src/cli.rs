@@ -43,6 +43,9 @@ pub enum Command {
         /// Address to listen on (host:port).
         #[arg(long, env = "ACCESSGRANT_LISTEN")]
         listen: Option<String>,
+        /// Prometheus metrics address (host:port; empty disables; default 127.0.0.1:9464).
+        #[arg(long, env = "ACCESSGRANT_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
         /// Database, config and logging.
         #[command(flatten)]
         common: CommonArgs,
@@ -95,6 +98,7 @@ pub enum AuditCommand {
 fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
     Overrides {
         listen,
+        metrics_listen: None,
         database_url: common.database_url,
         config: common.config,
         log_format: common.log_format,
@@ -105,7 +109,17 @@ fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
 pub fn run(cli: Cli) -> ExitCode {
     let (command, overrides) = match cli.command {
         Command::Token { command } => return token(command),
-        Command::Serve { listen, common } => (Job::Serve, overrides(common, listen)),
+        Command::Serve {
+            listen,
+            metrics_listen,
+            common,
+        } => (
+            Job::Serve,
+            Overrides {
+                metrics_listen,
+                ..overrides(common, listen)
+            },
+        ),
         Command::Migrate { common } => (Job::Migrate, overrides(common, None)),
         Command::Audit {
             command: AuditCommand::Verify { account, common },
@@ -118,7 +132,6 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,13 +142,18 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    // Inside the runtime: the OTLP/gRPC span exporter runs its client on it.
+    runtime.block_on(async { telemetry::init(config.log_format) });
+    let code = runtime.block_on(async move {
         match command {
             Job::Serve => serve(config).await,
             Job::Migrate => migrate(config).await,
             Job::Verify(account) => verify(config, account).await,
         }
-    })
+    });
+    // Flush buffered spans while the runtime that carries the exporter still runs.
+    telemetry::shutdown();
+    code
 }
 
 fn token(command: TokenCommand) -> ExitCode {

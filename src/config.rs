@@ -13,6 +13,9 @@ use crate::{
 
 /// Default gRPC listen address (loopback: safe without authentication).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default Prometheus listener (loopback: metrics name no accounts, but stay private by
+/// default).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 /// Default database: an embedded SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://accessgrant.db?mode=rwc";
 
@@ -38,6 +41,8 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `--log-format` / `ACCESSGRANT_LOG_FORMAT`.
     pub log_format: Option<LogFormat>,
+    /// `--metrics-listen` / `ACCESSGRANT_METRICS_LISTEN` (empty: off).
+    pub metrics_listen: Option<String>,
 }
 
 /// The TOML file, every key optional. Unknown keys are an error, so a typo (or a section this
@@ -48,6 +53,7 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     log_format: Option<LogFormat>,
+    metrics_listen: Option<String>,
     drain_timeout: Option<String>,
     assumptions: Option<FileAssumptions>,
     idempotency: Option<FileIdempotency>,
@@ -163,6 +169,8 @@ pub struct Config {
     pub database_url: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Prometheus listener; `None` when disabled (configured as an empty string).
+    pub metrics_listen: Option<SocketAddr>,
     /// Assumption limits.
     pub assumptions: AssumptionSettings,
     /// How long shutdown waits for in-flight requests and open streams (`drain_timeout`,
@@ -310,7 +318,20 @@ impl Config {
             });
         }
         let limits = limits(file.limits.unwrap_or_default())?;
+        let metrics_text = overrides
+            .metrics_listen
+            .or(file.metrics_listen)
+            .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.to_owned());
+        let metrics_listen = if metrics_text.trim().is_empty() {
+            None
+        } else {
+            Some(metrics_text.parse().map_err(|e| ConfigError::Invalid {
+                key: "metrics_listen",
+                reason: format!("{metrics_text:?}: {e} (use host:port, or empty to disable)"),
+            })?)
+        };
         Ok(Self {
+            metrics_listen,
             principals,
             tls,
             limits,

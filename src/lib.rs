@@ -11,10 +11,13 @@
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
 //! - [`server`] — assembles services, health, reflection; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
-//! - [`telemetry`] — logging (text or JSON).
+//! - [`telemetry`] — logging (text or JSON) and OpenTelemetry traces (OTLP/gRPC, W3C
+//!   `traceparent` continued).
 //! - [`auth`] — service principals: bearer tokens (SHA-256 in config, constant-time
 //!   compare), client-certificate identities, and the admission layer that authenticates,
 //!   checks each RPC's permission and sheds load before any handler runs.
+//! - [`metrics`] — Prometheus metric names (declared once), the recorder and the
+//!   `--metrics-listen` HTTP listener.
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
@@ -36,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod service;

@@ -91,6 +91,11 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     for name in HEALTH_NAMES {
         reporter.set_service_status(name, status).await;
     }
+    metrics::gauge!(crate::metrics::READY).set(if status == ServingStatus::Serving {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// Opens and migrates the database named by `config`.
@@ -108,6 +113,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let metrics_task = crate::metrics::start(config.metrics_listen).await;
     let store = open_store(&config).await?;
     let app = App::new(
         store.clone(),
@@ -223,6 +229,9 @@ pub async fn run(
         }
     };
     upkeep.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     drop(app);
     if let Err(e) = store.close().await {
         tracing::warn!(error = %e, "closing the database failed");
@@ -240,6 +249,9 @@ async fn upkeep(app: App, reporter: HealthReporter) {
         interval.tick().await;
         ticks += 1;
         let reachable = app.store().ping().await.is_ok();
+        let (in_use, idle) = app.store().pool_usage();
+        metrics::gauge!(crate::metrics::DB_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
+        metrics::gauge!(crate::metrics::DB_CONNECTIONS, "state" => "idle").set(f64::from(idle));
         if reachable != ready {
             ready = reachable;
             if ready {

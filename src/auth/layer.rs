@@ -100,6 +100,31 @@ fn reject<B: Default>(error: Error) -> http::Response<B> {
     Status::from(error).into_http()
 }
 
+/// Rejects before any handler ran, counting the call in the RPC metrics.
+fn reject_counted<B: Default>(
+    path: &str,
+    started: std::time::Instant,
+    error: Error,
+) -> http::Response<B> {
+    let response: http::Response<B> = reject(error);
+    crate::metrics::record_rpc(path, &code_of(&response), started.elapsed());
+    response
+}
+
+/// The gRPC code of a response whose status is in its headers (trailers-only: every error
+/// raised before the first message); `Ok` otherwise.
+fn code_of<B>(response: &http::Response<B>) -> String {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or_else(
+            || "Ok".to_owned(),
+            |c| format!("{:?}", tonic::Code::from_i32(c)),
+        )
+}
+
 /// tonic answers a request over `max_decoding_message_size` with a bare `OUT_OF_RANGE`
 /// (no `ErrorInfo`). No handler of this service returns `OUT_OF_RANGE`, so any such
 /// trailers-only response is that limit: answer it in the contract's form instead.
@@ -148,9 +173,15 @@ where
         if requirement == Requirement::Open {
             return Box::pin(inner.call(req));
         }
+        let arrived = std::time::Instant::now();
+        let path = req.uri().path().to_owned();
         // Shed before doing any work: a full server answers at once instead of queueing.
         let Ok(permit) = self.admission.permits.clone().try_acquire_owned() else {
-            return Box::pin(std::future::ready(Ok(reject(Error::Overloaded))));
+            return Box::pin(std::future::ready(Ok(reject_counted(
+                &path,
+                arrived,
+                Error::Overloaded,
+            ))));
         };
         let authorization = req
             .headers()
@@ -164,14 +195,18 @@ where
             Ok(caller) => caller,
             Err(AuthError::Unauthenticated) => {
                 tracing::info!(method = %req.uri().path(), "rejected: unauthenticated");
-                return Box::pin(std::future::ready(Ok(reject(Error::Unauthenticated))));
+                return Box::pin(std::future::ready(Ok(reject_counted(
+                    &path,
+                    arrived,
+                    Error::Unauthenticated,
+                ))));
             }
         };
         if let Requirement::Permission(p) = requirement
             && let Err(e) = caller.require(p)
         {
             tracing::info!(method = %req.uri().path(), principal = %caller.principal, "rejected: lacks permission");
-            return Box::pin(std::future::ready(Ok(reject(e))));
+            return Box::pin(std::future::ready(Ok(reject_counted(&path, arrived, e))));
         }
         let method = req.uri().path().to_owned();
         let principal = caller.principal.clone();
@@ -186,7 +221,7 @@ where
             });
         let started = std::time::Instant::now();
         // Everything logged while serving the call carries the principal (never a token).
-        let span = tracing::info_span!("call", principal = %principal);
+        let span = crate::telemetry::rpc_span(&method, &principal, req.headers());
         Box::pin(tracing::Instrument::instrument(
             async move {
                 // Past the deadline the handler is dropped; a write it started runs on its own
@@ -200,14 +235,8 @@ where
                 // raised later in a stream) in the trailers, which this layer does not see.
                 let code = response
                     .as_ref()
-                    .ok()
-                    .and_then(|r| r.headers().get("grpc-status"))
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or_else(
-                        || "Ok".to_owned(),
-                        |c| format!("{:?}", tonic::Code::from_i32(c)),
-                    );
+                    .map_or_else(|_| "Unknown".to_owned(), |r| code_of(r));
+                crate::metrics::record_rpc(&method, &code, started.elapsed());
                 tracing::info!(
                     %method,
                     %principal,

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{caller, convert};
+use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, access_grant_service_server::AccessGrantService},
     service::App,
@@ -30,6 +31,7 @@ impl AccessGrantService for AccessGrantApi {
         let caller = caller(&request)?;
         let pb::GetAccessGrantRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
+        record_account(id.as_str());
         let grant = self.app.get_grant(&id, &caller).await?;
         Ok(Response::new(pb::GetAccessGrantResponse {
             access_grant: Some(grant.into()),
@@ -42,6 +44,7 @@ impl AccessGrantService for AccessGrantApi {
     ) -> Result<Response<pb::EnableAccessGrantResponse>, Status> {
         let caller = caller(&request)?;
         let (cmd, request_id) = convert::enable_request(request.into_inner())?;
+        record_account(cmd.account_id.as_str());
         let grant = self.app.enable_grant(cmd, request_id, caller).await?;
         Ok(Response::new(pb::EnableAccessGrantResponse {
             access_grant: Some(grant.into()),
@@ -54,6 +57,7 @@ impl AccessGrantService for AccessGrantApi {
     ) -> Result<Response<pb::DisableAccessGrantResponse>, Status> {
         let caller = caller(&request)?;
         let (cmd, request_id) = convert::disable_request(request.into_inner())?;
+        record_account(cmd.account_id.as_str());
         let grant = self.app.disable_grant(cmd, request_id, caller).await?;
         Ok(Response::new(pb::DisableAccessGrantResponse {
             access_grant: Some(grant.into()),

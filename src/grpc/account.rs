@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{caller, convert};
+use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, account_service_server::AccountService},
     service::App,
@@ -29,6 +30,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::UpsertAccountResponse>, Status> {
         let caller = caller(&request)?;
         let (cmd, request_id) = convert::upsert_request(request.into_inner())?;
+        record_account(cmd.account_id.as_str());
         let upserted = self.app.upsert_account(cmd, request_id, caller).await?;
         Ok(Response::new(upserted.into()))
     }
@@ -40,6 +42,7 @@ impl AccountService for AccountApi {
         let caller = caller(&request)?;
         let pb::GetAccountRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
+        record_account(id.as_str());
         let account = self.app.get_account(&id, &caller).await?;
         Ok(Response::new(pb::GetAccountResponse {
             account: Some(account.into()),
@@ -52,6 +55,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
         let caller = caller(&request)?;
         let (id, request_id) = convert::delete_request(request.into_inner())?;
+        record_account(id.as_str());
         self.app.delete_account(id, request_id, caller).await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
     }

@@ -6,6 +6,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::{caller, convert};
+use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, audit_service_server::AuditService},
     service::App,
@@ -38,6 +39,7 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let caller = caller(&request)?;
         let query = convert::list_request(request.into_inner())?;
+        record_account(query.account_id.as_str());
         let page = self.app.list_audit_events(query, &caller).await?;
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: page.events.into_iter().map(Into::into).collect(),
@@ -69,6 +71,7 @@ impl AuditService for AuditApi {
         let caller = caller(&request)?;
         let pb::VerifyAuditChainRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
+        record_account(id.as_str());
         let verification = self.app.verify_audit_chain(&id, &caller).await?;
         Ok(Response::new(pb::VerifyAuditChainResponse {
             intact: verification.intact(),

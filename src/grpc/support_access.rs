@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{caller, convert};
+use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, support_access_service_server::SupportAccessService},
     service::App,
@@ -29,6 +30,7 @@ impl SupportAccessService for SupportAccessApi {
     ) -> Result<Response<pb::AuthorizeAssumptionResponse>, Status> {
         let caller = caller(&request)?;
         let (req, request_id) = convert::authorize_request(request.into_inner())?;
+        record_account(req.account_id.as_str());
         let decision = self
             .app
             .authorize_assumption(req, request_id, caller)

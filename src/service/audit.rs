@@ -29,6 +29,22 @@ const WATCH_BATCH: u64 = 256;
 /// notification (events committed by another process or replica).
 const WATCH_POLL: Duration = Duration::from_millis(500);
 
+/// Counts an open watch stream for as long as it lives.
+struct WatchGauge;
+
+impl WatchGauge {
+    fn open() -> Self {
+        metrics::gauge!(crate::metrics::WATCH_STREAMS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for WatchGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::WATCH_STREAMS).decrement(1.0);
+    }
+}
+
 /// A request for one page.
 #[derive(Debug, Clone)]
 pub struct ListQuery {
@@ -193,6 +209,7 @@ impl App {
         let store = self.store.clone();
         let mut commits = store.subscribe_commits();
         tokio::spawn(async move {
+            let _open = WatchGauge::open();
             let account = account.map(|a| a.as_str().to_owned());
             let mut position = after_position;
             loop {

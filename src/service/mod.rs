@@ -21,7 +21,7 @@ use crate::{
     clock::SharedClock,
     domain::Error,
     storage::{
-        Store,
+        Store, audit_log,
         idempotency::{self, Replay},
         writer::{Disposition, Job, Reply, Writer},
     },
@@ -47,6 +47,13 @@ pub struct App {
     pub(crate) settings: Arc<Settings>,
     /// The group-commit writer every change goes through.
     writer: Writer,
+}
+
+/// Counts committed audit events by kind (never replays or rolled-back jobs).
+fn count_committed(kinds: &[crate::audit::EventKind]) {
+    for kind in kinds {
+        metrics::counter!(crate::metrics::AUDIT_EVENTS, "kind" => kind.as_str()).increment(1);
+    }
 }
 
 /// Replay or run-and-remember, inside the caller's savepoint.
@@ -137,28 +144,49 @@ impl App {
     {
         let (answer, answered) = oneshot::channel::<Result<T, Error>>();
         let clock = self.clock.clone();
+        // The job runs on the writer task; its span is a child of the request's span, so a
+        // trace shows the storage work under the RPC that asked for it.
+        let span = tracing::info_span!(parent: &tracing::Span::current(), "storage.transaction");
         let job: Job = Box::new(move |txn| {
-            Box::pin(async move {
-                let result = match txn {
-                    // Read the clock inside the batch, in commit order.
-                    Ok(txn) => run_idempotent(txn, clock.now(), idem, op).await,
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(value) => {
-                        let reply: Reply = Box::new(move |committed: Result<(), Error>| {
-                            let _ = answer.send(committed.map(|()| value));
-                        });
-                        (Disposition::Keep, reply)
+            Box::pin(tracing::Instrument::instrument(
+                async move {
+                    let (result, appended) = audit_log::APPENDED
+                        .scope(std::cell::RefCell::new(Vec::new()), async move {
+                            let result = match txn {
+                                // Read the clock inside the batch, in commit order.
+                                Ok(txn) => run_idempotent(txn, clock.now(), idem, op).await,
+                                Err(e) => Err(e),
+                            };
+                            (result, audit_log::APPENDED.with(|a| a.take()))
+                        })
+                        .await;
+                    match result {
+                        Ok(value) => {
+                            let reply: Reply = Box::new(move |committed: Result<(), Error>| {
+                                if committed.is_ok() {
+                                    count_committed(&appended);
+                                }
+                                let _ = answer.send(committed.map(|()| value));
+                            });
+                            (Disposition::Keep, reply)
+                        }
+                        Err(e) => {
+                            if matches!(e, Error::Storage(_)) {
+                                metrics::counter!(
+                                    crate::metrics::AUDIT_WRITE_FAILURES,
+                                    "stage" => "change"
+                                )
+                                .increment(1);
+                            }
+                            let reply: Reply = Box::new(move |_| {
+                                let _ = answer.send(Err(e));
+                            });
+                            (Disposition::Discard, reply)
+                        }
                     }
-                    Err(e) => {
-                        let reply: Reply = Box::new(move |_| {
-                            let _ = answer.send(Err(e));
-                        });
-                        (Disposition::Discard, reply)
-                    }
-                }
-            })
+                },
+                span,
+            ))
         });
         self.writer.submit(job).await?;
         answered

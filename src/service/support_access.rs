@@ -17,6 +17,25 @@ use crate::{
     storage::{assumptions, audit_log, grants},
 };
 
+/// Counts an answered decision (replays included: they are answers too).
+fn record_decision(decision: &AssumptionDecision, emergency_reason: Option<&'static str>) {
+    let (verdict, basis, deny) = match (&decision.allowed, decision.denied) {
+        (Some(view), _) => ("ALLOW", view.assumption.basis.as_str(), "NONE"),
+        (None, Some(reason)) => ("DENY", "NONE", reason.as_str()),
+        (None, None) => ("UNSPECIFIED", "NONE", "NONE"),
+    };
+    metrics::counter!(
+        crate::metrics::DECISIONS,
+        "decision" => verdict,
+        "basis" => basis,
+        "deny_reason" => deny
+    )
+    .increment(1);
+    if let (Some(reason), Some(_)) = (emergency_reason, &decision.allowed) {
+        metrics::counter!(crate::metrics::EMERGENCY_ASSUMPTIONS, "reason" => reason).increment(1);
+    }
+}
+
 impl App {
     /// Decides an assumption request and records the decision, durably, before answering.
     pub async fn authorize_assumption(
@@ -31,80 +50,84 @@ impl App {
         }
         let limits = self.settings.lifetimes;
         let idem = Idempotency::new("AuthorizeAssumption", request_id.clone(), &req);
-        self.write(idem, move |txn, now| {
-            Box::pin(async move {
-                // The account row lock (PostgreSQL) orders this decision against a concurrent
-                // Disable: whichever commits first, the other sees its result.
-                let (account, grant) =
-                    match grants::read_for_update(txn, req.account_id.as_str()).await? {
-                        Some((account, grant)) => (Some(account), Some(grant)),
-                        None => (None, None),
+        let emergency_reason = req.emergency.as_ref().map(|e| e.reason.as_str());
+        let decision = self
+            .write(idem, move |txn, now| {
+                Box::pin(async move {
+                    // The account row lock (PostgreSQL) orders this decision against a concurrent
+                    // Disable: whichever commits first, the other sees its result.
+                    let (account, grant) =
+                        match grants::read_for_update(txn, req.account_id.as_str()).await? {
+                            Some((account, grant)) => (Some(account), Some(grant)),
+                            None => (None, None),
+                        };
+                    let decision = assumption::decide(
+                        account.as_ref(),
+                        grant.as_ref(),
+                        req.emergency.is_some(),
+                        now,
+                        limits,
+                    );
+                    let mut detail = json!({
+                        "ticket_id": req.ticket_id,
+                        "reason": req.reason.as_str(),
+                        "reason_detail": req.reason_detail,
+                        "principal": caller.principal,
+                    });
+                    if let Some(e) = &req.emergency {
+                        detail["emergency_reason"] = json!(e.reason.as_str());
+                        detail["justification"] = json!(e.justification);
+                    }
+                    let (kind, allowed, denied) = match decision {
+                        Decision::Allow { basis, expire_time } => {
+                            let created = Assumption {
+                                assumption_id: uuid::Uuid::new_v4().to_string(),
+                                account_id: req.account_id.as_str().to_owned(),
+                                staff_id: req.staff_id.clone(),
+                                basis,
+                                start_time: now,
+                                expire_time,
+                                end_time: None,
+                                end_reason: None,
+                            };
+                            assumptions::insert(txn, &created, &req.ticket_id).await?;
+                            detail["basis"] = json!(basis.as_str());
+                            detail["assumption_id"] = json!(created.assumption_id);
+                            detail["expire_time"] = json!(format_time(expire_time));
+                            let kind = if basis == assumption::Basis::Emergency {
+                                EventKind::EmergencyAssumption
+                            } else {
+                                EventKind::AssumptionAllowed
+                            };
+                            (kind, Some(AssumptionView::at(created, now)), None)
+                        }
+                        Decision::Deny(reason) => {
+                            detail["deny_reason"] = json!(reason.as_str());
+                            (EventKind::AssumptionDenied, None, Some(reason))
+                        }
                     };
-                let decision = assumption::decide(
-                    account.as_ref(),
-                    grant.as_ref(),
-                    req.emergency.is_some(),
-                    now,
-                    limits,
-                );
-                let mut detail = json!({
-                    "ticket_id": req.ticket_id,
-                    "reason": req.reason.as_str(),
-                    "reason_detail": req.reason_detail,
-                    "principal": caller.principal,
-                });
-                if let Some(e) = &req.emergency {
-                    detail["emergency_reason"] = json!(e.reason.as_str());
-                    detail["justification"] = json!(e.justification);
-                }
-                let (kind, allowed, denied) = match decision {
-                    Decision::Allow { basis, expire_time } => {
-                        let created = Assumption {
-                            assumption_id: uuid::Uuid::new_v4().to_string(),
-                            account_id: req.account_id.as_str().to_owned(),
-                            staff_id: req.staff_id.clone(),
-                            basis,
-                            start_time: now,
-                            expire_time,
-                            end_time: None,
-                            end_reason: None,
-                        };
-                        assumptions::insert(txn, &created, &req.ticket_id).await?;
-                        detail["basis"] = json!(basis.as_str());
-                        detail["assumption_id"] = json!(created.assumption_id);
-                        detail["expire_time"] = json!(format_time(expire_time));
-                        let kind = if basis == assumption::Basis::Emergency {
-                            EventKind::EmergencyAssumption
-                        } else {
-                            EventKind::AssumptionAllowed
-                        };
-                        (kind, Some(AssumptionView::at(created, now)), None)
-                    }
-                    Decision::Deny(reason) => {
-                        detail["deny_reason"] = json!(reason.as_str());
-                        (EventKind::AssumptionDenied, None, Some(reason))
-                    }
-                };
-                let event = audit_log::append(
-                    txn,
-                    NewEvent {
-                        account_id: req.account_id.clone(),
-                        kind,
-                        actor: EventActor::Staff(req.staff_id.clone()),
-                        detail,
-                        request_id,
-                    },
-                    now,
-                )
-                .await?;
-                Ok(AssumptionDecision {
-                    allowed,
-                    denied,
-                    audit_event_id: event.event_id,
+                    let event = audit_log::append(
+                        txn,
+                        NewEvent {
+                            account_id: req.account_id.clone(),
+                            kind,
+                            actor: EventActor::Staff(req.staff_id.clone()),
+                            detail,
+                            request_id,
+                        },
+                        now,
+                    )
+                    .await?;
+                    Ok(AssumptionDecision {
+                        allowed,
+                        denied,
+                        audit_event_id: event.event_id,
+                    })
                 })
             })
-        })
-        .await
+            .await?;
+        record_decision(&decision, emergency_reason);
+        Ok(decision)
     }
 
     /// An assumption evaluated now.

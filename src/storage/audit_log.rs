@@ -26,6 +26,12 @@ use crate::{
     domain::Error,
 };
 
+tokio::task_local! {
+    /// Kinds of the events a write job appended, so they are counted once committed (and
+    /// never for a replay or a rolled-back job). Set by `service::App::write`.
+    pub static APPENDED: std::cell::RefCell<Vec<EventKind>>;
+}
+
 /// Appends `event` to its account's chain at time `now`.
 pub async fn append(
     db: &impl ConnectionTrait,
@@ -98,6 +104,7 @@ pub async fn append(
     })
     .exec(db)
     .await?;
+    let _ = APPENDED.try_with(|kinds| kinds.borrow_mut().push(event.kind));
 
     Ok(AuditEvent {
         global_position: inserted.last_insert_id,

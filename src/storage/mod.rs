@@ -48,6 +48,7 @@ const POOL_CONNECTIONS: u32 = 8;
 impl From<DbErr> for Error {
     fn from(e: DbErr) -> Self {
         tracing::error!(error = %e, "database operation failed");
+        metrics::counter!(crate::metrics::DB_ERRORS).increment(1);
         Error::Storage(e.to_string())
     }
 }
@@ -185,6 +186,27 @@ impl Store {
     /// A receiver that changes after every commit through this store.
     pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    /// Connections of the pool: (in use, idle), for the pool gauges.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let (size, idle) = match self.backend() {
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
+            }
+            _ => {
+                let pool = self.db.get_postgres_connection_pool();
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
+            }
+        };
+        (size.saturating_sub(idle), idle)
     }
 
     /// Checks the database answers (for readiness).

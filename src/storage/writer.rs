@@ -75,9 +75,13 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
 }
 
 async fn commit_batch(store: &Store, batch: Vec<Job>) {
+    let started = std::time::Instant::now();
+    metrics::histogram!(crate::metrics::AUDIT_BATCH_SIZE).record(batch.len() as f64);
     let txn = match store.begin_write().await {
         Ok(txn) => txn,
         Err(e) => {
+            metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "begin")
+                .increment(batch.len() as u64);
             for job in batch {
                 let (_, reply) = job(Err(e.clone())).await;
                 reply(Ok(()));
@@ -116,6 +120,12 @@ async fn commit_batch(store: &Store, batch: Vec<Job>) {
         }
     }
     let outcome = txn.commit().await;
+    if outcome.is_err() {
+        metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "commit")
+            .increment(pending.len() as u64);
+    }
+    metrics::histogram!(crate::metrics::AUDIT_WRITE_DURATION)
+        .record(started.elapsed().as_secs_f64());
     for reply in pending {
         reply(outcome.clone());
     }

@@ -80,6 +80,8 @@ async fn spawn_on(
         ..Overrides::default()
     })
     .unwrap();
+    // Tests that want metrics pick their own port.
+    config.metrics_listen = None;
     adjust(&mut config);
     let clock = Arc::new(ManualClock::new(t0()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,238 @@
+//! The Prometheus endpoint through the real server: after real calls, counters and histogram
+//! counts move. The exposition text is parsed with a real parser (`prometheus-parse`).
+
+mod common;
+
+use std::net::SocketAddr;
+
+use accessgrant::proto::v1 as pb;
+use common::*;
+use prometheus_parse::{Scrape, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// GETs /metrics over HTTP/1.1 and parses it.
+async fn scrape(addr: SocketAddr) -> Scrape {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+/// The samples of `metric` whose labels include `labels`.
+fn matching<'a>(
+    scrape: &'a Scrape,
+    metric: &'a str,
+    labels: &'a [(&str, &str)],
+) -> impl Iterator<Item = &'a prometheus_parse::Sample> {
+    scrape.samples.iter().filter(move |s| {
+        s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+    })
+}
+
+/// The value of a counter or gauge sample with these labels (0 when absent).
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    matching(scrape, metric, labels)
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(_) | Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+/// The observation count of a histogram with these labels (its `+Inf` bucket).
+fn histogram_count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    matching(scrape, metric, labels)
+        .filter_map(|s| match &s.value {
+            Value::Histogram(buckets) => buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .map(|b| b.count),
+            _ => None,
+        })
+        .sum()
+}
+
+/// Calls move RPC, decision, emergency, audit-event and write counters and histograms; build info and readiness are exported.
+#[tokio::test]
+async fn counters_and_histograms_move_after_real_calls() {
+    let addr = free_port();
+    let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.create_account("offc", pb::AccountPlan::Paid).await;
+    let before = scrape(addr).await;
+
+    s.enable("acme", pb::AccessDuration::OneDay).await.unwrap();
+    assert_eq!(s.authorize("acme").await.decision(), pb::Decision::Allow);
+    assert_eq!(s.authorize("offc").await.decision(), pb::Decision::Deny);
+    let mut req = authorize_request("offc");
+    req.emergency = Some(emergency());
+    s.support().authorize_assumption(req).await.unwrap();
+    s.grants()
+        .get_access_grant(pb::GetAccessGrantRequest {
+            account_id: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+
+    let after = scrape(addr).await;
+    let delta = |metric: &str, labels: &[(&str, &str)]| {
+        value(&after, metric, labels) - value(&before, metric, labels)
+    };
+    let enable = [
+        ("service", "AccessGrantService"),
+        ("method", "EnableAccessGrant"),
+    ];
+    assert_eq!(
+        delta(
+            "accessgrant_rpc_requests_total",
+            &[enable[0], enable[1], ("code", "Ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "accessgrant_rpc_requests_total",
+            &[("method", "GetAccessGrant"), ("code", "NotFound")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        histogram_count(&after, "accessgrant_rpc_duration_seconds", &enable)
+            - histogram_count(&before, "accessgrant_rpc_duration_seconds", &enable),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "accessgrant_decisions_total",
+            &[("decision", "ALLOW"), ("basis", "CUSTOMER_GRANT")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "accessgrant_decisions_total",
+            &[("decision", "DENY"), ("deny_reason", "ACCESS_DISABLED")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "accessgrant_emergency_assumptions_total",
+            &[("reason", "SUSPECTED_TERMS_VIOLATION")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "accessgrant_audit_events_total",
+            &[("kind", "GRANT_ENABLED")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "accessgrant_audit_events_total",
+            &[("kind", "EMERGENCY_ASSUMPTION")]
+        ),
+        1.0
+    );
+    assert!(
+        histogram_count(&after, "accessgrant_audit_batch_size", &[])
+            >= histogram_count(&before, "accessgrant_audit_batch_size", &[]) + 1.0
+    );
+    assert!(
+        histogram_count(&after, "accessgrant_audit_write_duration_seconds", &[])
+            > histogram_count(&before, "accessgrant_audit_write_duration_seconds", &[])
+    );
+    assert_eq!(value(&after, "accessgrant_ready", &[]), 1.0);
+    let build = after
+        .samples
+        .iter()
+        .find(|s| s.metric == "accessgrant_build_info")
+        .expect("build info");
+    assert_eq!(build.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
+    assert!(build.labels.get("git_sha").is_some());
+    // No label carries an account or staff id.
+    for sample in &after.samples {
+        for (_, v) in sample.labels.iter() {
+            assert!(
+                !["acme", "offc", "nobody", "sam"].contains(&v.as_str()),
+                "{sample:?}"
+            );
+        }
+    }
+}
+
+/// A failing audit write is counted, and the watch-stream gauge follows open streams.
+#[tokio::test]
+async fn audit_failures_and_watch_streams_are_visible() {
+    let addr = free_port();
+    let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
+    s.create_account("acme", pb::AccountPlan::Trial).await;
+    let before = scrape(addr).await;
+    s.sql(
+        "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+    )
+    .await;
+    s.support()
+        .authorize_assumption(authorize_request("acme"))
+        .await
+        .unwrap_err();
+    let mut watch = s
+        .audit()
+        .watch_audit_events(pb::WatchAuditEventsRequest {
+            account_id: "acme".into(),
+            after_global_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap();
+    let after = scrape(addr).await;
+    assert_eq!(
+        value(
+            &after,
+            "accessgrant_audit_write_failures_total",
+            &[("stage", "change")]
+        ) - value(
+            &before,
+            "accessgrant_audit_write_failures_total",
+            &[("stage", "change")]
+        ),
+        1.0
+    );
+    assert!(value(&after, "accessgrant_db_errors_total", &[]) >= 1.0);
+    assert!(value(&after, "accessgrant_watch_streams", &[]) >= 1.0);
+    // The pool gauges are refreshed by the upkeep loop (every two seconds).
+    let mut pool_seen = false;
+    for _ in 0..40 {
+        let now = scrape(addr).await;
+        if now.samples.iter().any(|s| {
+            s.metric == "accessgrant_db_connections" && s.labels.get("state") == Some("idle")
+        }) {
+            pool_seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(pool_seen, "accessgrant_db_connections was never exported");
+}

@@ -252,6 +252,12 @@ async fn upkeep(app: App, reporter: HealthReporter) {
         let (in_use, idle) = app.store().pool_usage();
         metrics::gauge!(crate::metrics::DB_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
         metrics::gauge!(crate::metrics::DB_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+        if app.store().file_lost() {
+            // Only a restart reopens the file: let the liveness probe ask for one.
+            reporter
+                .set_service_status(LIVENESS_NAME, ServingStatus::NotServing)
+                .await;
+        }
         if reachable != ready {
             ready = reachable;
             if ready {

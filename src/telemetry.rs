@@ -209,6 +209,20 @@ pub fn rpc_span(method: &str, principal: &str, headers: &http::HeaderMap) -> tra
     span
 }
 
+/// The trace id of the current span when traces are exported (for log lines that must be
+/// joinable with traces); `None` otherwise.
+pub fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    if !OTEL_ENABLED.load(Ordering::Acquire) {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// Records the account a call is about on the current RPC span (set by handlers once the
 /// request is decoded).
 pub fn record_account(account_id: &str) {

@@ -224,3 +224,43 @@ async fn migrate_and_verify_commands() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Deleting the SQLite file under a running server: writes fail closed, readiness and liveness turn NOT_SERVING.
+#[tokio::test]
+async fn lost_database_file_fails_closed() {
+    use accessgrant::proto::v1 as pb;
+    let s = spawn_server().await;
+    s.create_account("acme", pb::AccountPlan::Trial).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", s.db_path.display()));
+    }
+    let mut health = HealthClient::new(s.channel.clone());
+    let mut statuses = (ServingStatus::Serving, ServingStatus::Serving);
+    for _ in 0..60 {
+        let check = |name: &str| HealthCheckRequest {
+            service: name.into(),
+        };
+        let ready = health.check(check("")).await.unwrap().into_inner().status();
+        let live = health
+            .check(check("liveness"))
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        statuses = (ready, live);
+        if statuses == (ServingStatus::NotServing, ServingStatus::NotServing) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        statuses,
+        (ServingStatus::NotServing, ServingStatus::NotServing)
+    );
+    let status = s
+        .support()
+        .authorize_assumption(authorize_request("acme"))
+        .await
+        .unwrap_err();
+    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+}

@@ -219,6 +219,14 @@ where
             .map_or(self.admission.max_deadline, |client| {
                 client.min(self.admission.max_deadline)
             });
+        // A caller-supplied correlation id, logged as is (bounded, printable) when present.
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned)
+            .unwrap_or_default();
         let started = std::time::Instant::now();
         // Everything logged while serving the call carries the principal (never a token).
         let span = crate::telemetry::rpc_span(&method, &principal, req.headers());
@@ -242,6 +250,8 @@ where
                     %principal,
                     code,
                     latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    request_id = %request_id,
+                    trace_id = crate::telemetry::current_trace_id().unwrap_or_default(),
                     "rpc"
                 );
                 response

@@ -21,6 +21,7 @@ pub mod entities;
 pub mod grants;
 pub mod idempotency;
 pub mod migrations;
+pub mod sqlite_file;
 pub mod writer;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
@@ -63,6 +64,8 @@ pub struct Store {
     write_lock: Arc<Mutex<()>>,
     /// Bumped after every commit, so audit watchers wake up instead of polling hot.
     commits: Arc<watch::Sender<u64>>,
+    /// The SQLite file's identity, to notice it being deleted or replaced underneath us.
+    file: Option<Arc<sqlite_file::SqliteFile>>,
 }
 
 /// A write transaction. Dropping it without [`WriteTxn::commit`] rolls it back.
@@ -118,6 +121,7 @@ impl Store {
             db,
             write_lock: Arc::new(Mutex::new(())),
             commits: Arc::new(watch::channel(0).0),
+            file: sqlite_file::SqliteFile::open(url).map(Arc::new),
         })
     }
 
@@ -160,6 +164,11 @@ impl Store {
     /// Starts a write transaction (see the module doc for why it is immediate and serialized
     /// on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTxn, Error> {
+        if self.file_lost() {
+            return Err(Error::Storage(
+                "the database file is missing or was replaced".into(),
+            ));
+        }
         if self.backend() == DbBackend::Sqlite {
             let guard = self.write_lock.clone().lock_owned().await;
             let txn = self
@@ -211,7 +220,19 @@ impl Store {
 
     /// Checks the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), Error> {
+        if let Some(file) = &self.file
+            && !file.check()
+        {
+            return Err(Error::Storage(
+                "the database file is missing or was replaced".into(),
+            ));
+        }
         self.db.ping().await.map_err(Error::from)
+    }
+
+    /// True once the SQLite file was found deleted or replaced (see [`sqlite_file`]).
+    pub fn file_lost(&self) -> bool {
+        self.file.as_ref().is_some_and(|f| f.is_lost())
     }
 
     /// Closes the pool (after draining requests), so SQLite checkpoints its WAL.

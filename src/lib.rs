@@ -7,7 +7,9 @@
 //!
 //! ## Layout
 //!
-//! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`).
+//! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`,
+//!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
+//!   benchmark tools of `scripts/bench`.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
 //! - [`server`] — assembles services, health, reflection; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
@@ -21,12 +23,13 @@
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
-//!   the error type. No I/O, no tonic, no sea-orm.
+//!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
 //! - [`audit`] — audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
-//! - [`service`] — use cases — one method per request, one transaction per change, the
-//!   idempotency (`request_id`) wrapper.
-//! - [`storage`] — sea-orm entities, migrations and repositories; the write path
-//!   (`BEGIN IMMEDIATE`, single writer on SQLite) and the one audit appender.
+//! - [`service`] — use cases — one method per request; each change is a job for the
+//!   group-commit writer, with its `request_id` replay and its audit event.
+//! - [`storage`] — sea-orm entities, migrations and repositories; the group-commit writer
+//!   (`BEGIN IMMEDIATE`, one transaction and one fsync per batch, a savepoint per job), the one
+//!   audit appender, and the SQLite file watch (fail closed if the file vanishes).
 //! - [`grpc`] — thin handlers per service, request/response conversions with validation, and
 //!   the one `Error` → `Status` mapping.
 

@@ -248,7 +248,7 @@ async fn upkeep(app: App, reporter: HealthReporter) {
     loop {
         interval.tick().await;
         ticks += 1;
-        let reachable = app.store().ping().await.is_ok();
+        let reachable = app.writer_alive() && app.store().ping().await.is_ok();
         let (in_use, idle) = app.store().pool_usage();
         metrics::gauge!(crate::metrics::DB_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
         metrics::gauge!(crate::metrics::DB_CONNECTIONS, "state" => "idle").set(f64::from(idle));

@@ -123,6 +123,11 @@ impl App {
         }
     }
 
+    /// True while the group-commit writer runs (readiness).
+    pub fn writer_alive(&self) -> bool {
+        self.writer.is_alive()
+    }
+
     /// The store (for the server's lifecycle and offline tools).
     pub fn store(&self) -> &Store {
         &self.store

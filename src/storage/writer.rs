@@ -58,6 +58,12 @@ impl Writer {
         Self { jobs }
     }
 
+    /// False once the writer task has stopped (it only stops if it panicked): every write
+    /// would fail, so readiness must say so.
+    pub fn is_alive(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
     /// Queues a job. Fails only if the writer has stopped (shutdown).
     pub async fn submit(&self, job: Job) -> Result<(), Error> {
         self.jobs

@@ -528,6 +528,8 @@ struct Worker {
     accounts: Arc<Accounts>,
     /// Picks accounts and mixed-scenario requests.
     rng: Rng,
+    /// The empty latency histogram this task's tally starts from.
+    latency_template: Histogram<u64>,
 }
 
 impl Worker {
@@ -621,11 +623,15 @@ struct Tally {
 }
 
 impl Tally {
-    /// An empty tally.
-    fn new() -> Self {
+    /// The empty histogram every tally copies its configuration from.
+    fn template() -> Result<Histogram<u64>, BoxError> {
+        Ok(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?)
+    }
+
+    /// An empty tally whose histogram has `template`'s bounds.
+    fn new(template: &Histogram<u64>) -> Self {
         Self {
-            latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .expect("1 µs..1 h at 3 significant figures are valid histogram bounds"),
+            latency_us: Histogram::new_from(template),
             ok: 0,
             errors: BTreeMap::new(),
             late: 0,
@@ -645,15 +651,14 @@ impl Tally {
     }
 
     /// Adds another task's tally to this one.
-    fn merge(&mut self, other: Self) {
-        self.latency_us
-            .add(&other.latency_us)
-            .expect("histograms with the same bounds always add");
+    fn merge(&mut self, other: Self) -> Result<(), BoxError> {
+        self.latency_us.add(&other.latency_us)?;
         self.ok += other.ok;
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
         }
         self.late += other.late;
+        Ok(())
     }
 }
 
@@ -680,7 +685,7 @@ impl Window {
 
 /// Closed loop: the next request goes out as soon as the previous one completes.
 async fn closed_loop(worker: &mut Worker, scenario: Scenario, window: Window) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(&worker.latency_template);
     loop {
         let start = Instant::now();
         if start >= window.end {
@@ -718,7 +723,7 @@ async fn open_loop(
     window: Window,
     schedule: Schedule,
 ) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(&worker.latency_template);
     let mut intended = schedule.first;
     while intended < window.end {
         let now = Instant::now();
@@ -757,6 +762,7 @@ fn spawn_tasks(
     accounts: &Arc<Accounts>,
     args: &Args,
     window: Window,
+    template: &Histogram<u64>,
 ) -> JoinSet<Tally> {
     let tasks = args.concurrency;
     // Each task sends rate/concurrency requests/s; offsets spread the sends evenly.
@@ -770,6 +776,7 @@ fn spawn_tasks(
             clients: clients[i % clients.len()].clone(),
             accounts: Arc::clone(accounts),
             rng: Rng::seeded(),
+            latency_template: Histogram::new_from(template),
         };
         let schedule = period.map(|period| Schedule {
             first: origin + period.mul_f64(i as f64 / tasks as f64),
@@ -849,15 +856,16 @@ async fn run_scenario(
     accounts: &Arc<Accounts>,
     args: &Args,
 ) -> Result<ScenarioResult, BoxError> {
+    let template = Tally::template()?;
     let window = Window::from_now(args.warmup, args.duration);
-    let mut tasks = spawn_tasks(scenario, clients, accounts, args, window);
+    let mut tasks = spawn_tasks(scenario, clients, accounts, args, window, &template);
     sleep_until(window.measure_start).await;
     let cpu_before = cpu_time();
     sleep_until(window.end).await;
     let cpu_after = cpu_time();
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(&template);
     while let Some(joined) = tasks.join_next().await {
-        tally.merge(joined.map_err(|e| format!("a {} task failed: {e}", scenario.name()))?);
+        tally.merge(joined.map_err(|e| format!("a {} task failed: {e}", scenario.name()))?)?;
     }
     let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
     Ok(ScenarioResult::new(scenario, &tally, args.duration, cpu))

@@ -232,7 +232,7 @@ async fn migrate(config: Config) -> ExitCode {
 }
 
 async fn verify(config: Config, account: Option<String>) -> ExitCode {
-    let store = match Store::connect(&config.database_url).await {
+    let store = match Store::connect_with(&config.database_url, &config.database).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("accessgrant: cannot open the database: {e}");

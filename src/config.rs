@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::{
     auth::{Principal, token},
     domain::permission::Permission,
+    storage::DatabaseSettings,
 };
 
 /// Default gRPC listen address (loopback: safe without authentication).
@@ -61,6 +62,22 @@ struct FileConfig {
     principals: Vec<FilePrincipal>,
     tls: Option<FileTls>,
     limits: Option<FileLimits>,
+    database: Option<FileDatabase>,
+    expiry: Option<FileExpiry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    pool_size: Option<u32>,
+    acquire_timeout: Option<String>,
+    statement_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileExpiry {
+    sweep_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +202,10 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Request limits.
     pub limits: Limits,
+    /// Connection pool and timeouts.
+    pub database: DatabaseSettings,
+    /// How often lapsed grants are looked for, to audit their expiry.
+    pub expiry_sweep_interval: Duration,
 }
 
 /// A configuration problem, reported before the server starts.
@@ -318,6 +339,18 @@ impl Config {
             });
         }
         let limits = limits(file.limits.unwrap_or_default())?;
+        let database = database(file.database.unwrap_or_default())?;
+        let expiry_sweep_interval = parse_duration(
+            "expiry.sweep_interval",
+            file.expiry.unwrap_or_default().sweep_interval,
+            Duration::from_secs(10),
+        )?;
+        if expiry_sweep_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "expiry.sweep_interval",
+                reason: "must be greater than zero".into(),
+            });
+        }
         let metrics_text = overrides
             .metrics_listen
             .or(file.metrics_listen)
@@ -331,6 +364,8 @@ impl Config {
             })?)
         };
         Ok(Self {
+            database,
+            expiry_sweep_interval,
             metrics_listen,
             principals,
             tls,
@@ -346,6 +381,43 @@ impl Config {
             idempotency_retention,
         })
     }
+}
+
+fn database(file: FileDatabase) -> Result<DatabaseSettings, ConfigError> {
+    let defaults = DatabaseSettings::default();
+    let pool_size = file.pool_size.unwrap_or(defaults.pool_size);
+    if !(2..=1_000).contains(&pool_size) {
+        return Err(ConfigError::Invalid {
+            key: "database.pool_size",
+            reason: format!("{pool_size}: must be 2..=1000 (one connection is the writer's)"),
+        });
+    }
+    let acquire_timeout = parse_duration(
+        "database.acquire_timeout",
+        file.acquire_timeout,
+        defaults.acquire_timeout,
+    )?;
+    let statement_timeout = parse_duration(
+        "database.statement_timeout",
+        file.statement_timeout,
+        defaults.statement_timeout,
+    )?;
+    for (key, value) in [
+        ("database.acquire_timeout", acquire_timeout),
+        ("database.statement_timeout", statement_timeout),
+    ] {
+        if value < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: "must be at least 100ms".into(),
+            });
+        }
+    }
+    Ok(DatabaseSettings {
+        pool_size,
+        acquire_timeout,
+        statement_timeout,
+    })
 }
 
 fn listen_is_loopback(addr: &SocketAddr) -> bool {

@@ -100,7 +100,7 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 
 /// Opens and migrates the database named by `config`.
 pub async fn open_store(config: &Config) -> Result<Store, sea_orm::DbErr> {
-    let store = Store::connect(&config.database_url).await?;
+    let store = Store::connect_with(&config.database_url, &config.database).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -142,6 +142,10 @@ pub async fn run(
         .build_v1alpha()?;
 
     let upkeep = tokio::spawn(upkeep(app.clone(), reporter.clone()));
+    let sweeper = tokio::spawn(sweep_expired_grants(
+        app.clone(),
+        config.expiry_sweep_interval,
+    ));
     set_health(&reporter, ServingStatus::Serving).await;
     reporter
         .set_service_status(LIVENESS_NAME, ServingStatus::Serving)
@@ -229,6 +233,7 @@ pub async fn run(
         }
     };
     upkeep.abort();
+    sweeper.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }
@@ -274,6 +279,22 @@ async fn upkeep(app: App, reporter: HealthReporter) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed"),
             }
+        }
+    }
+}
+
+/// Background expiry sweep: audits lapsed grants (`GRANT_EXPIRED`). Every replica runs it;
+/// the database makes each lapse recorded once (see `service::expiry`). A failed sweep is
+/// retried at the next tick; reads never depend on it.
+async fn sweep_expired_grants(app: App, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match app.sweep_expired_grants().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(lapses = n, "recorded expired grants"),
+            Err(e) => tracing::warn!(error = %e, "expiry sweep failed; retrying next tick"),
         }
     }
 }

@@ -262,12 +262,17 @@ async fn disable_and_repeated_disable() {
     );
     assert_eq!(s.events("acme").await.len(), before.len());
 
-    // Expired: also a no-op, and it keeps reading EXPIRED.
+    // Expired: no change, and it keeps reading EXPIRED. The lapse itself is audited once
+    // (here by the disable, since no sweep ran yet), never twice.
     s.enable("acme", D::OneDay).await.unwrap();
     s.clock.advance(Duration::days(1));
     let n = s.events("acme").await.len();
     assert_eq!(s.disable("acme").await.unwrap().state(), State::Expired);
-    assert_eq!(s.events("acme").await.len(), n);
+    let after = s.events("acme").await;
+    assert_eq!(after.len(), n + 1);
+    assert_eq!(after.last().unwrap().kind, EventKind::GrantExpired);
+    assert_eq!(s.disable("acme").await.unwrap().state(), State::Expired);
+    assert_eq!(s.events("acme").await.len(), n + 1);
 }
 
 /// A stale etag is refused with ABORTED; the current one is accepted; every change makes a new etag.

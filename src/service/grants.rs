@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{App, Caller, Idempotency};
+use super::{App, Caller, Idempotency, expiry};
 use crate::{
     audit::canonical::format_time,
     audit::{EventActor, EventKind, NewEvent},
@@ -79,6 +79,7 @@ impl App {
             Box::pin(async move {
                 let account = open_account(accounts::find_for_update(txn, &cmd.account_id).await?)?;
                 let record = grants::get(txn, &cmd.account_id).await?;
+                expiry::record_pending_lapse(txn, &cmd.account_id, &record, now).await?;
                 let (next, change) = grant::enable(&account, &record, &cmd, now)?;
                 grants::update(txn, &cmd.account_id, &next).await?;
                 // A shortened grant also shortens the assumptions resting on it.
@@ -133,6 +134,7 @@ impl App {
             Box::pin(async move {
                 let account = open_account(accounts::find_for_update(txn, &cmd.account_id).await?)?;
                 let record = grants::get(txn, &cmd.account_id).await?;
+                expiry::record_pending_lapse(txn, &cmd.account_id, &record, now).await?;
                 let Some(next) = grant::disable(&account, &record, &cmd, now)? else {
                     return Ok(GrantView::at(&account, &record, now));
                 };

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod expiry;
 pub mod grants;
 pub mod support_access;
 

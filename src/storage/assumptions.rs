@@ -154,3 +154,22 @@ pub async fn cap_grant_based(
         .await?;
     Ok(result.rows_affected)
 }
+
+/// Open grant-based assumptions of `account_id` that ran out exactly when the grant's period
+/// ended at `grant_end` (their `expire_time` was capped to it): named in `GRANT_EXPIRED`.
+pub async fn lapsed_with_grant(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    grant_end: DateTime<Utc>,
+) -> Result<Vec<String>, Error> {
+    Ok(assumption::Entity::find()
+        .select_only()
+        .column(assumption::Column::AssumptionId)
+        .filter(assumption::Column::AccountId.eq(account_id))
+        .filter(assumption::Column::EndReason.is_null())
+        .filter(assumption::Column::Basis.eq(Basis::CustomerGrant.as_str()))
+        .filter(assumption::Column::ExpireTimeUs.eq(to_us(grant_end)))
+        .into_tuple::<String>()
+        .all(db)
+        .await?)
+}

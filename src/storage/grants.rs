@@ -1,6 +1,11 @@
 //! Grant rows.
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
+
+use chrono::{DateTime, Utc};
 
 use super::{
     accounts,
@@ -41,6 +46,8 @@ fn to_model(id: &AccountId, g: &GrantRecord) -> access_grant::ActiveModel {
         update_time_us: Set(to_us(g.update_time)),
         update_user_id: Set(g.update_user_id.clone()),
         version: Set(g.version),
+        // Owned by the expiry sweeper; a grant change never touches it.
+        expiry_recorded_us: NotSet,
     }
 }
 
@@ -180,8 +187,75 @@ async fn read_joined(
                 update_time_us: r.grant_update_time_us,
                 update_user_id: r.update_user_id,
                 version: r.version,
+                expiry_recorded_us: None,
             })?;
             Ok((account, grant))
         })
         .collect()
+}
+
+/// Enabled grants whose period ended at or before `now` and whose lapse has not been audited
+/// yet: `(account_id, expire_time_us)`, oldest first, at most `limit`.
+pub async fn unrecorded_lapses(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<(String, i64)>, Error> {
+    use sea_orm::{
+        Condition, QueryOrder, QuerySelect,
+        sea_query::{Expr, ExprTrait},
+    };
+    let rows: Vec<(String, Option<i64>)> = access_grant::Entity::find()
+        .select_only()
+        .column(access_grant::Column::AccountId)
+        .column(access_grant::Column::ExpireTimeUs)
+        .filter(access_grant::Column::Enabled.eq(true))
+        .filter(access_grant::Column::ExpireTimeUs.lte(to_us(now)))
+        .filter(
+            Condition::any()
+                .add(access_grant::Column::ExpiryRecordedUs.is_null())
+                .add(ExprTrait::ne(
+                    Expr::col(access_grant::Column::ExpiryRecordedUs),
+                    Expr::col(access_grant::Column::ExpireTimeUs),
+                )),
+        )
+        .order_by_asc(access_grant::Column::ExpireTimeUs)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, end)| end.map(|end| (id, end)))
+        .collect())
+}
+
+/// Claims the audit of one lapse: marks the period ending at `expire_time_us` as recorded,
+/// if it is still the account's enabled, lapsed, unrecorded period. True when this call made
+/// the change (and must write the event); false when the grant changed meanwhile or another
+/// replica already claimed it. A conditional update, so it is exactly-once on any backend.
+pub async fn claim_lapse(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    expire_time_us: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    use sea_orm::{Condition, sea_query::Expr};
+    let result = access_grant::Entity::update_many()
+        .col_expr(
+            access_grant::Column::ExpiryRecordedUs,
+            Expr::value(expire_time_us),
+        )
+        .filter(access_grant::Column::AccountId.eq(account_id))
+        .filter(access_grant::Column::Enabled.eq(true))
+        .filter(access_grant::Column::ExpireTimeUs.eq(expire_time_us))
+        .filter(access_grant::Column::ExpireTimeUs.lte(to_us(now)))
+        .filter(
+            Condition::any()
+                .add(access_grant::Column::ExpiryRecordedUs.is_null())
+                .add(access_grant::Column::ExpiryRecordedUs.ne(expire_time_us)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
 }

@@ -8,11 +8,22 @@
 //! upgrade its read lock, and SQLite answers such an upgrade with `SQLITE_BUSY` at once (no
 //! busy wait) whenever another writer got there first. Taking the write lock up front, one
 //! writer at a time, makes that impossible, and readers are never blocked (WAL mode). On
-//! PostgreSQL, concurrent writers (several replicas) are serialized per account by row locks
-//! (`SELECT … FOR UPDATE`) taken inside the transaction.
+//! PostgreSQL, several replicas write to one database: every write transaction first locks the
+//! single row of `write_fence` (`SELECT … FOR UPDATE`), which serializes write transactions
+//! across all replicas through the database itself. That is what keeps audit positions in
+//! commit order (see the migration `m20261126_000006_create_write_fence`), rules out
+//! deadlocks between batches touching several accounts, and makes every read-then-write
+//! inside a batch (grant state before an ALLOW, a `request_id` lookup) see everything
+//! committed before it (PostgreSQL's READ COMMITTED takes a fresh snapshot per statement).
+//! Group commit makes it one lock per batch, not per request.
 //!
 //! **Durability.** SQLite runs with `journal_mode=WAL` and `synchronous=FULL`: a commit has
-//! reached the disk (the WAL is fsynced) before the call returns.
+//! reached the disk (the WAL is fsynced) before the call returns. PostgreSQL connections pin
+//! `synchronous_commit=on` whatever the server default is.
+//!
+//! **Outages.** Statements are bounded by `statement_timeout` (PostgreSQL), connection
+//! checkouts by `acquire_timeout`; a broken connection is dropped by the pool and replaced on
+//! a later checkout, so the service recovers by itself when the database returns.
 
 pub mod accounts;
 pub mod assumptions;
@@ -28,8 +39,8 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use sea_orm_migration::MigratorTrait;
@@ -37,12 +48,42 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::domain::Error;
 
+/// A pooled connection idle this long is pinged before use.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
+/// Longest a readiness ping may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a SQLite statement waits for a lock held by another process (e.g. a backup)
 /// before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections in the pool: one for the group-commit writer, the rest for readers.
-const POOL_CONNECTIONS: u32 = 8;
+/// How the pool talks to the database (`[database]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// Connections in the pool: one is busy with the group-commit writer, the rest serve
+    /// reads and watch streams.
+    pub pool_size: u32,
+    /// Longest wait for a free (or new) connection before a call fails `UNAVAILABLE`.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL: longest any statement may run (also bounds waiting for a row lock held by
+    /// a stuck replica). Idle-in-transaction sessions are cut after twice this.
+    pub statement_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 8,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Locks the single `write_fence` row: the first statement of every PostgreSQL write
+/// transaction (see the module doc).
+const LOCK_WRITE_FENCE: &str = "SELECT id FROM write_fence WHERE id = 1 FOR UPDATE";
 
 /// A database failure becomes a retryable storage error. The cause is logged here, once, and
 /// never reaches the client.
@@ -59,8 +100,8 @@ impl From<DbErr> for Error {
 pub struct Store {
     /// The connection pool (readers and writers).
     db: DatabaseConnection,
-    /// Serializes write transactions on SQLite; unused on PostgreSQL (row locks do that job
-    /// across replicas).
+    /// Serializes write transactions on SQLite; unused on PostgreSQL (the `write_fence` row
+    /// lock does that job across replicas).
     write_lock: Arc<Mutex<()>>,
     /// Bumped after every commit, so audit watchers wake up instead of polling hot.
     commits: Arc<watch::Sender<u64>>,
@@ -96,25 +137,48 @@ impl Deref for WriteTxn {
 }
 
 impl Store {
-    /// Connects (creating the SQLite file with `mode=rwc`) and configures durability.
+    /// Connects with default [`DatabaseSettings`] (offline tools, tests).
     pub async fn connect(url: &str) -> Result<Self, DbErr> {
+        Self::connect_with(url, &DatabaseSettings::default()).await
+    }
+
+    /// Connects (creating the SQLite file with `mode=rwc`) and configures durability.
+    pub async fn connect_with(url: &str, settings: &DatabaseSettings) -> Result<Self, DbErr> {
+        let statement_ms = settings.statement_timeout.as_millis().to_string();
+        let idle_in_txn_ms = (settings.statement_timeout.as_millis() * 2).to_string();
         let mut options = ConnectOptions::new(url.to_owned());
         options
             // sea-orm defaults SQLite pools to ONE connection, which would queue every read
             // behind the writer's open transaction. WAL readers can run beside the writer, so
             // give them connections of their own.
-            .max_connections(POOL_CONNECTIONS)
-            .min_connections(2)
-            // A ping before every checkout doubles the round trips of a short read.
-            .test_before_acquire(false)
+            .max_connections(settings.pool_size)
+            .min_connections(2.min(settings.pool_size))
+            // A ping before every checkout would double the round trips of a short read; ping
+            // only connections idle long enough to have been cut (a database restart, a
+            // proxy), so after an outage dead connections are replaced instead of failing
+            // the next requests one by one.
+            .test_before_acquire_if_idle_for(IDLE_PING_AFTER)
             .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
+            .connect_timeout(settings.acquire_timeout)
+            .acquire_timeout(settings.acquire_timeout)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
+            })
+            .map_sqlx_postgres_opts(move |o| {
+                o.application_name("accessgrant").options([
+                    // Every ALLOW must be durable before the reply, whatever the server's
+                    // default says.
+                    ("synchronous_commit", "on"),
+                    ("statement_timeout", statement_ms.as_str()),
+                    ("lock_timeout", statement_ms.as_str()),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        idle_in_txn_ms.as_str(),
+                    ),
+                ])
             });
         let db = Database::connect(options).await?;
         Ok(Self {
@@ -184,8 +248,10 @@ impl Store {
                 commits: self.commits.clone(),
             })
         } else {
+            let txn = self.db.begin().await?;
+            txn.execute_unprepared(LOCK_WRITE_FENCE).await?;
             Ok(WriteTxn {
-                txn: self.db.begin().await?,
+                txn,
                 _guard: None,
                 commits: self.commits.clone(),
             })
@@ -227,7 +293,11 @@ impl Store {
                 "the database file is missing or was replaced".into(),
             ));
         }
-        self.db.ping().await.map_err(Error::from)
+        // A database that stopped answering (not just refusing) must not hang readiness.
+        match tokio::time::timeout(PING_TIMEOUT, self.db.ping()).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::Storage("database ping timed out".into())),
+        }
     }
 
     /// True once the SQLite file was found deleted or replaced (see [`sqlite_file`]).

@@ -24,6 +24,9 @@ pub struct Model {
     pub update_user_id: String,
     /// Incremented on every change (etag source).
     pub version: i64,
+    /// The `expire_time_us` whose lapse has been audited (`GRANT_EXPIRED`), if any: the
+    /// expiry sweeper's exactly-once marker.
+    pub expiry_recorded_us: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

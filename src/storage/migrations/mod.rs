@@ -8,6 +8,8 @@ mod m20261125_000002_create_access_grants;
 mod m20261125_000003_create_audit_events;
 mod m20261125_000004_create_idempotency_records;
 mod m20261125_000005_create_assumptions;
+mod m20261126_000006_create_write_fence;
+mod m20261126_000007_add_grant_expiry_recorded;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -21,6 +23,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_audit_events::Migration),
             Box::new(m20261125_000004_create_idempotency_records::Migration),
             Box::new(m20261125_000005_create_assumptions::Migration),
+            Box::new(m20261126_000006_create_write_fence::Migration),
+            Box::new(m20261126_000007_add_grant_expiry_recorded::Migration),
         ]
     }
 }

@@ -1,0 +1,108 @@
+//! Auditing lapsed grants: `GRANT_EXPIRED` is recorded exactly once per lapsed period.
+//!
+//! Nothing reads these events to decide anything: a grant's effective state is computed from
+//! its `expire_time` at read time, so a lapsed grant denies at once whether or not the sweep
+//! has run. The sweep only makes the lapse visible in the customer's audit log.
+//!
+//! Every replica runs the sweep. Exactly-once comes from the database, not from electing a
+//! leader: a lapse is *claimed* by a conditional update of the grant row
+//! ([`grants::claim_lapse`]) inside the same write transaction as its event, so of several
+//! replicas (or a sweep racing an admin's change) exactly one claim changes the row and
+//! writes the event; the others see zero rows and write nothing. A grant change also records
+//! a pending lapse first, so the log never shows a re-enable without the expiry before it.
+
+use serde_json::json;
+
+use super::App;
+use crate::{
+    audit::{EventActor, EventKind, NewEvent, canonical::format_time},
+    domain::{Error, grant::GrantRecord, ids::AccountId},
+    storage::{accounts, assumptions, audit_log, from_us, grants, to_us},
+};
+
+/// Most lapses recorded by one sweep transaction (the rest wait for the next sweep).
+const SWEEP_BATCH: u64 = 200;
+
+impl App {
+    /// One sweep: records the lapse of every grant whose period ended and is not audited yet
+    /// (up to [`SWEEP_BATCH`]). Returns how many lapses this replica recorded.
+    pub async fn sweep_expired_grants(&self) -> Result<usize, Error> {
+        let due =
+            grants::unrecorded_lapses(self.store.reader(), self.clock.now(), SWEEP_BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.write(None, move |txn, now| {
+            Box::pin(async move {
+                let mut recorded = 0;
+                for (account_id, expire_time_us) in due {
+                    let id = AccountId::parse(&account_id, "account_id").map_err(|_| {
+                        Error::Internal(format!("stored account id {account_id:?}"))
+                    })?;
+                    if record_lapse(txn, &id, expire_time_us, now).await? {
+                        recorded += 1;
+                    }
+                }
+                Ok(recorded)
+            })
+        })
+        .await
+    }
+}
+
+/// Before changing a grant: if its period has lapsed and no sweep recorded that yet, record
+/// it now, so `GRANT_EXPIRED` precedes the change in the account's log.
+pub(crate) async fn record_pending_lapse(
+    txn: &impl sea_orm::ConnectionTrait,
+    account_id: &AccountId,
+    record: &GrantRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    if let (true, Some(end)) = (record.enabled, record.expire_time)
+        && end <= now
+    {
+        record_lapse(txn, account_id, to_us(end), now).await?;
+    }
+    Ok(())
+}
+
+/// Claims the lapse of the period ending at `expire_time_us` and writes its event. False when
+/// there was nothing to claim (already recorded, or the grant changed meanwhile).
+async fn record_lapse(
+    txn: &impl sea_orm::ConnectionTrait,
+    account_id: &AccountId,
+    expire_time_us: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, Error> {
+    if !grants::claim_lapse(txn, account_id.as_str(), expire_time_us, now).await? {
+        return Ok(false);
+    }
+    // A deleted account's grant is moot: mark the lapse handled, write nothing after the
+    // account's deletion event.
+    let open = accounts::find(txn, account_id)
+        .await?
+        .is_some_and(|a| !a.is_deleted());
+    if !open {
+        return Ok(false);
+    }
+    let end = from_us(expire_time_us)?;
+    // Grant-based assumptions were capped to the grant's end, so they ran out with it; their
+    // state already reads EXPIRED. Name them so the customer sees what the lapse ended.
+    let expired = assumptions::lapsed_with_grant(txn, account_id.as_str(), end).await?;
+    audit_log::append(
+        txn,
+        NewEvent {
+            account_id: account_id.clone(),
+            kind: EventKind::GrantExpired,
+            actor: EventActor::System,
+            detail: json!({
+                "expire_time": format_time(end),
+                "expired_assumption_ids": expired,
+            }),
+            request_id: None,
+        },
+        now,
+    )
+    .await?;
+    Ok(true)
+}

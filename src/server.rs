@@ -287,7 +287,8 @@ async fn upkeep(app: App, reporter: HealthReporter) {
 /// the database makes each lapse recorded once (see `service::expiry`). A failed sweep is
 /// retried at the next tick; reads never depend on it.
 async fn sweep_expired_grants(app: App, every: Duration) {
-    let mut interval = tokio::time::interval(every);
+    // The first sweep waits one interval: starting replicas do not all sweep at once.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;

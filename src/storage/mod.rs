@@ -81,6 +81,9 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// Advisory lock key held while migrating PostgreSQL ("accessgr" in ASCII, truncated).
+const MIGRATION_LOCK_KEY: i64 = 0x6163_6365_7373_6772;
+
 /// Locks the single `write_fence` row: the first statement of every PostgreSQL write
 /// transaction (see the module doc).
 const LOCK_WRITE_FENCE: &str = "SELECT id FROM write_fence WHERE id = 1 FOR UPDATE";
@@ -189,9 +192,27 @@ impl Store {
         })
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations. On PostgreSQL, replicas starting together would race to
+    /// create the same tables: the migrations run in one transaction holding an advisory
+    /// lock, so one replica migrates and the others then find nothing left to do.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        migrations::Migrator::up(&self.db, None).await
+        if self.backend() == DbBackend::Postgres {
+            let txn = self.db.begin().await?;
+            // Waiting for another replica's migration, or a long migration, is not an outage:
+            // lift the per-statement limits for this transaction only.
+            txn.execute_unprepared(
+                "SET LOCAL lock_timeout = '5min'; SET LOCAL statement_timeout = 0",
+            )
+            .await?;
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+            ))
+            .await?;
+            migrations::Migrator::up(&txn, None).await?;
+            txn.commit().await
+        } else {
+            migrations::Migrator::up(&self.db, None).await
+        }
     }
 
     /// The pool, for reads.

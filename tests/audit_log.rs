@@ -176,11 +176,6 @@ fn change_char(token: &str, index: usize) -> String {
     chars.into_iter().collect()
 }
 
-/// Hex for an SQLite blob literal.
-fn blob(bytes: &[u8]) -> String {
-    format!("X'{}'", hex::encode(bytes))
-}
-
 /// Asserts both the RPC and the CLI report `account`'s chain broken at `expected`.
 async fn assert_broken_at(s: &TestServer, account: &str, expected: &str) {
     let v = verify(s, account).await.unwrap();
@@ -238,10 +233,11 @@ async fn list_returns_newest_first() {
 async fn page_size_defaults_to_50_and_is_capped_at_500() {
     let s = spawn_server().await;
     trial_with_events(&s, "acme", 9).await; // 10 real events
-    // 510 more rows like the newest real one, written straight into the file: 500+ real
+    // 510 more rows like the newest real one, written straight into the database: 500+ real
     // calls would cost seconds of fsyncs, and listing does not look at the hashes.
     s.sql(
-        "WITH RECURSIVE n(i) AS (SELECT 11 UNION ALL SELECT i + 1 FROM n WHERE i < 520) \
+        "WITH RECURSIVE n(i) AS (SELECT CAST(11 AS BIGINT) UNION ALL SELECT i + 1 FROM n \
+         WHERE i < 520) \
          INSERT INTO audit_events (event_id, account_id, sequence, occur_time_us, kind, \
          actor_type, actor_value, detail_json, request_id, prev_hash, hash) \
          SELECT 'seeded-' || n.i, e.account_id, n.i, e.occur_time_us, e.kind, e.actor_type, \

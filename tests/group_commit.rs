@@ -102,11 +102,7 @@ async fn a_failing_job_does_not_sink_its_batch() {
     let s = spawn_server().await;
     s.create_account("good", pb::AccountPlan::Trial).await;
     s.create_account("bad", pb::AccountPlan::Trial).await;
-    s.sql(
-        "CREATE TRIGGER fail_bad BEFORE INSERT ON audit_events WHEN NEW.account_id = 'bad' \
-         BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-    )
-    .await;
+    s.fail_audit_inserts("fail_bad", Some("bad")).await;
     let mut tasks = Vec::new();
     for n in 0..200 {
         let mut support = s.support();

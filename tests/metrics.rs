@@ -188,11 +188,7 @@ async fn audit_failures_and_watch_streams_are_visible() {
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Trial).await;
     let before = scrape(addr).await;
-    s.sql(
-        "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-         BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-    )
-    .await;
+    s.fail_audit_inserts("fail_audit", None).await;
     s.support()
         .authorize_assumption(authorize_request("acme"))
         .await

@@ -192,7 +192,7 @@ async fn binary_serves_with_defaults() {
 #[tokio::test]
 async fn migrate_and_verify_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let url = fresh_database_url(dir.path()).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
         .args(["migrate", "--database-url", &url])
         .output()
@@ -229,10 +229,14 @@ async fn migrate_and_verify_commands() {
 #[tokio::test]
 async fn lost_database_file_fails_closed() {
     use accessgrant::proto::v1 as pb;
+    if sqlite_only("lost_database_file_fails_closed") {
+        return;
+    }
     let s = spawn_server().await;
     s.create_account("acme", pb::AccountPlan::Trial).await;
+    let db_path = s.db_path.clone().expect("a SQLite file");
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", s.db_path.display()));
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
     }
     let mut health = HealthClient::new(s.channel.clone());
     let mut statuses = (ServingStatus::Serving, ServingStatus::Serving);

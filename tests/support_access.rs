@@ -424,11 +424,7 @@ async fn audit_write_failure_fails_closed() {
     let s = spawn_server().await;
     s.create_account("acme", pb::AccountPlan::Trial).await;
     s.create_account("paid", pb::AccountPlan::Paid).await;
-    s.sql(
-        "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-         BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END;",
-    )
-    .await;
+    s.fail_audit_inserts("fail_audit", None).await;
     let status = s
         .support()
         .authorize_assumption(authorize_request("acme"))
@@ -447,7 +443,7 @@ async fn audit_write_failure_fails_closed() {
         s.grant("paid").await.state(),
         pb::access_grant::State::Disabled
     );
-    s.sql("DROP TRIGGER fail_audit").await;
+    s.remove_fault("fail_audit").await;
     let r = s.authorize("acme").await;
     assert_eq!(r.decision(), pb::Decision::Allow);
     assert_eq!(s.count("SELECT COUNT(*) FROM assumptions").await, 1);

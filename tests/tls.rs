@@ -150,10 +150,7 @@ impl TlsServer {
     /// signed by the test CA when `mtls`, and waits until it answers a health check.
     async fn spawn(pki: &Pki, mtls: bool, principals: Vec<Principal>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let database_url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("accessgrant.db").display()
-        );
+        let database_url = common::fresh_database_url(dir.path()).await;
         let mut config = Config::load(Overrides {
             listen: Some("127.0.0.1:0".into()),
             database_url: Some(database_url.clone()),

@@ -4,6 +4,8 @@
 //!
 //! The tracing subscriber is process-global, so the server runs as a separate process.
 
+mod common;
+
 use std::{
     net::SocketAddr,
     process::Stdio,
@@ -105,12 +107,13 @@ fn free_port() -> u16 {
 }
 
 /// Runs `accessgrant serve` exporting to `receiver`, with `bsp_delay_ms` between batch exports.
-fn spawn_server(dir: &tempfile::TempDir, receiver: SocketAddr, bsp_delay_ms: u32) -> (Child, u16) {
+async fn spawn_server(
+    dir: &tempfile::TempDir,
+    receiver: SocketAddr,
+    bsp_delay_ms: u32,
+) -> (Child, u16) {
     let port = free_port();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("accessgrant.db").display()
-    );
+    let url = common::fresh_database_url(dir.path()).await;
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
         .args([
             "serve",
@@ -250,7 +253,7 @@ fn check_rpc_span(service: Option<String>, call: &Span, txn: &Span) {
 async fn rpc_span_continues_the_callers_trace() {
     let (receiver, receiver_addr) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    let (child, port) = spawn_server(&dir, receiver_addr, 100);
+    let (child, port) = spawn_server(&dir, receiver_addr, 100).await;
     let channel = connect(port).await;
     traced_upsert(channel, "acct-traced").await;
 
@@ -265,7 +268,7 @@ async fn spans_are_flushed_on_sigterm() {
     let (receiver, receiver_addr) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     // A batch delay far longer than the test: only the shutdown flush can deliver them.
-    let (child, port) = spawn_server(&dir, receiver_addr, 600_000);
+    let (child, port) = spawn_server(&dir, receiver_addr, 600_000).await;
     let channel = connect(port).await;
     traced_upsert(channel, "acct-flushed").await;
     terminate(child).await;

@@ -1,7 +1,15 @@
-//! Test harness: a real server on `127.0.0.1:0` with a temp SQLite file and a manual clock.
+//! Test harness: a real server on `127.0.0.1:0` with a manual clock, on a fresh database of
+//! the backend chosen by `ACCESSGRANT_TEST_BACKEND`: a temp SQLite file (`sqlite`, the
+//! default) or a new database on the PostgreSQL cluster at `ACCESSGRANT_TEST_POSTGRES_URL`
+//! (`postgres`). `scripts/test` runs the whole suite once per backend.
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use accessgrant::{
     audit::AuditEvent,
@@ -19,6 +27,107 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
+/// The database the tests run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A temp SQLite file per server.
+    Sqlite,
+    /// A new database per server on the cluster at `ACCESSGRANT_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// The backend named by `ACCESSGRANT_TEST_BACKEND`: unset or `sqlite` is SQLite, `postgres`
+/// is PostgreSQL (which then requires `ACCESSGRANT_TEST_POSTGRES_URL`); anything else panics.
+pub fn backend() -> Backend {
+    match std::env::var("ACCESSGRANT_TEST_BACKEND") {
+        Err(std::env::VarError::NotPresent) => Backend::Sqlite,
+        Ok(name) if name.is_empty() || name == "sqlite" => Backend::Sqlite,
+        Ok(name) if name == "postgres" => {
+            postgres_admin_url();
+            Backend::Postgres
+        }
+        other => panic!("ACCESSGRANT_TEST_BACKEND must be `sqlite` or `postgres`, not {other:?}"),
+    }
+}
+
+/// The PostgreSQL URL the harness creates its databases through.
+fn postgres_admin_url() -> String {
+    match std::env::var("ACCESSGRANT_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "ACCESSGRANT_TEST_BACKEND=postgres needs ACCESSGRANT_TEST_POSTGRES_URL (an admin URL \
+             such as postgres://postgres@127.0.0.1:5432/postgres); scripts/test starts a \
+             throwaway cluster and sets it"
+        ),
+    }
+}
+
+/// `url` with its database name replaced by `name` (query string kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
+}
+
+/// A URL of a new, empty database for one server: SQLite `accessgrant.db` in `dir`, or a
+/// database `t_<uuid>` created on the PostgreSQL cluster (never dropped: the cluster is
+/// throwaway).
+pub async fn fresh_database_url(dir: &Path) -> String {
+    match backend() {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("accessgrant.db").display()),
+        Backend::Postgres => {
+            use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+            let admin = postgres_admin_url();
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let mut options = ConnectOptions::new(admin.clone());
+            options
+                .max_connections(1)
+                .min_connections(0)
+                .sqlx_logging(false)
+                .connect_timeout(Duration::from_secs(10));
+            let db = Database::connect(options)
+                .await
+                .unwrap_or_else(|e| panic!("connecting to {admin}: {e}"));
+            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin}: {e}"));
+            db.close().await.unwrap();
+            with_database(&admin, &name)
+        }
+    }
+}
+
+/// Whether this test must stop here because it is about the SQLite database *file* (reads it
+/// with another program, deletes it, …), which has no PostgreSQL counterpart. Says so on
+/// stderr when it skips. Only for such file-level tests: everything else runs on both.
+pub fn sqlite_only(test_name: &str) -> bool {
+    match backend() {
+        Backend::Sqlite => false,
+        Backend::Postgres => {
+            eprintln!(
+                "{test_name}: skipped on postgres: it works on the SQLite database file itself"
+            );
+            true
+        }
+    }
+}
+
+/// A literal of `bytes` for SQL run through [`TestServer::sql`]: `X'..'` on SQLite,
+/// `'\x..'::bytea` on PostgreSQL.
+pub fn blob(bytes: &[u8]) -> String {
+    match backend() {
+        Backend::Sqlite => format!("X'{}'", hex::encode(bytes)),
+        Backend::Postgres => format!("'\\x{}'::bytea", hex::encode(bytes)),
+    }
+}
+
 /// The instant every test starts at: 2026-01-31 10:00:00 UTC (a month end, on purpose).
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 31, 10, 0, 0).unwrap()
@@ -32,8 +141,10 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     /// Its database URL.
     pub database_url: String,
-    /// Path of the SQLite file.
-    pub db_path: std::path::PathBuf,
+    /// Path of the SQLite file; `None` on PostgreSQL.
+    pub db_path: Option<PathBuf>,
+    /// The backend it runs on.
+    pub backend: Backend,
     /// A channel to it.
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
@@ -50,8 +161,10 @@ pub async fn restart(mut server: TestServer) -> TestServer {
     if let Some(h) = server.handle.take() {
         h.await.unwrap();
     }
-    let TestServer { _dir, db_path, .. } = server;
-    let restarted = spawn_on(_dir, db_path, |_| {}).await;
+    let TestServer {
+        _dir, database_url, ..
+    } = server;
+    let restarted = spawn_on(_dir, database_url, |_| {}).await;
     restarted.clock.set(now);
     restarted
 }
@@ -64,16 +177,16 @@ pub async fn spawn_server() -> TestServer {
 /// Starts a server after letting the test adjust its configuration.
 pub async fn spawn_server_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("accessgrant.db");
-    spawn_on(dir, db_path, adjust).await
+    let database_url = fresh_database_url(dir.path()).await;
+    spawn_on(dir, database_url, adjust).await
 }
 
 async fn spawn_on(
     dir: tempfile::TempDir,
-    db_path: std::path::PathBuf,
+    database_url: String,
     adjust: impl FnOnce(&mut Config),
 ) -> TestServer {
-    let database_url = format!("sqlite://{}?mode=rwc", db_path.display());
+    let db_path = accessgrant::storage::sqlite_file::path_of(&database_url);
     let mut config = Config::load(Overrides {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some(database_url.clone()),
@@ -101,6 +214,7 @@ async fn spawn_on(
         clock,
         database_url,
         db_path,
+        backend: backend(),
         channel,
         shutdown: Some(tx),
         handle: Some(handle),
@@ -187,23 +301,81 @@ impl TestServer {
             .collect()
     }
 
-    /// Takes SQLite's write lock from another connection and holds it until the returned
-    /// guard is dropped: the server's writes wait (up to its busy timeout) meanwhile.
+    /// Takes the database's write lock from another connection and holds it until the
+    /// returned guard is dropped: the server's writes wait meanwhile. SQLite: `BEGIN
+    /// IMMEDIATE` (writes wait up to the busy timeout). PostgreSQL: the row of `write_fence`
+    /// that every write transaction of the server locks first.
     pub async fn hold_write_lock(&self) -> (Store, sea_orm::DatabaseTransaction) {
-        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        use sea_orm::{
+            ConnectionTrait, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+        };
         let store = Store::connect(&self.database_url).await.unwrap();
-        let txn = store
-            .reader()
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await
-            .unwrap();
+        let txn = match self.backend {
+            Backend::Sqlite => store
+                .reader()
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..TransactionOptions::default()
+                })
+                .await
+                .unwrap(),
+            Backend::Postgres => {
+                let txn = store.reader().begin().await.unwrap();
+                txn.execute_unprepared("SELECT id FROM write_fence WHERE id = 1 FOR UPDATE")
+                    .await
+                    .unwrap_or_else(|e| panic!("locking the write_fence row: {e}"));
+                txn
+            }
+        };
         (store, txn)
     }
 
-    /// Runs SQL straight against the server's SQLite file (to tamper, inject faults, count).
+    /// Installs fault `name`: every INSERT into `audit_events` (only those of `only_account`
+    /// when given) fails with the error `injected`. Undo with [`TestServer::remove_fault`].
+    pub async fn fail_audit_inserts(&self, name: &str, only_account: Option<&str>) {
+        match self.backend {
+            Backend::Sqlite => {
+                let when = only_account
+                    .map(|id| format!("WHEN NEW.account_id = '{id}' "))
+                    .unwrap_or_default();
+                self.sql(&format!(
+                    "CREATE TRIGGER {name} BEFORE INSERT ON audit_events {when}\
+                     BEGIN SELECT RAISE(ABORT, 'injected'); END;"
+                ))
+                .await;
+            }
+            Backend::Postgres => {
+                let when = only_account
+                    .map(|id| format!("WHEN (NEW.account_id = '{id}') "))
+                    .unwrap_or_default();
+                self.sql(&format!(
+                    "CREATE FUNCTION {name}_fn() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'injected'; END $$"
+                ))
+                .await;
+                self.sql(&format!(
+                    "CREATE TRIGGER {name} BEFORE INSERT ON audit_events FOR EACH ROW {when}\
+                     EXECUTE FUNCTION {name}_fn()"
+                ))
+                .await;
+            }
+        }
+    }
+
+    /// Removes fault `name` installed by [`TestServer::fail_audit_inserts`].
+    pub async fn remove_fault(&self, name: &str) {
+        match self.backend {
+            Backend::Sqlite => self.sql(&format!("DROP TRIGGER {name}")).await,
+            Backend::Postgres => {
+                self.sql(&format!("DROP TRIGGER {name} ON audit_events"))
+                    .await;
+                self.sql(&format!("DROP FUNCTION {name}_fn()")).await;
+            }
+        }
+    }
+
+    /// Runs SQL straight against the server's database (to tamper, inject faults). Keep it
+    /// portable (SQLite and PostgreSQL), or branch on [`TestServer::backend`].
     pub async fn sql(&self, statement: &str) {
         use sea_orm::ConnectionTrait;
         let store = Store::connect(&self.database_url).await.unwrap();
@@ -211,7 +383,7 @@ impl TestServer {
         store.close().await.unwrap();
     }
 
-    /// Runs a `SELECT COUNT(*) …` (or any single-integer query) against the SQLite file.
+    /// Runs a `SELECT COUNT(*) …` (or any single BIGINT query) against the server's database.
     pub async fn count(&self, query: &str) -> i64 {
         use sea_orm::{ConnectionTrait, Statement};
         let store = Store::connect(&self.database_url).await.unwrap();

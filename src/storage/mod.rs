@@ -75,7 +75,9 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             pool_size: 8,
-            acquire_timeout: Duration::from_secs(5),
+            // Short: during an outage a call should answer UNAVAILABLE promptly (clients
+            // retry), not hang until its deadline.
+            acquire_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(5),
         }
     }
@@ -192,9 +194,10 @@ impl Store {
         })
     }
 
-    /// Applies pending migrations. On PostgreSQL, replicas starting together would race to
-    /// create the same tables: the migrations run in one transaction holding an advisory
-    /// lock, so one replica migrates and the others then find nothing left to do.
+    /// Applies pending migrations, all in one transaction. Processes starting together would
+    /// race to create the same tables: on PostgreSQL the transaction holds an advisory lock,
+    /// on SQLite it is immediate (takes the write lock first), so one process migrates and
+    /// the others then find nothing left to do.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         if self.backend() == DbBackend::Postgres {
             let txn = self.db.begin().await?;
@@ -211,7 +214,17 @@ impl Store {
             migrations::Migrator::up(&txn, None).await?;
             txn.commit().await
         } else {
-            migrations::Migrator::up(&self.db, None).await
+            // SQLite: one immediate transaction, so two processes opening a new file at once
+            // (a server and `accessgrant migrate`) migrate one after the other.
+            let txn = self
+                .db
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..TransactionOptions::default()
+                })
+                .await?;
+            migrations::Migrator::up(&txn, None).await?;
+            txn.commit().await
         }
     }
 

@@ -169,6 +169,17 @@ pub async fn restart(mut server: TestServer) -> TestServer {
     restarted
 }
 
+/// Starts another server (a replica, with its own store, writer and clock set to the same
+/// time) on `primary`'s database. The primary must outlive it (it owns the SQLite file).
+pub async fn spawn_replica(primary: &TestServer, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = spawn_on(dir, primary.database_url.clone(), adjust).await;
+    replica
+        .clock
+        .set(accessgrant::clock::Clock::now(&*primary.clock));
+    replica
+}
+
 /// Starts a server with default settings.
 pub async fn spawn_server() -> TestServer {
     spawn_server_with(|_| {}).await
@@ -195,6 +206,9 @@ async fn spawn_on(
     .unwrap();
     // Tests that want metrics pick their own port.
     config.metrics_listen = None;
+    // No expiry sweep unless a test asks for one: events counted by a test must not depend
+    // on a background sweep racing its clock changes.
+    config.expiry_sweep_interval = Duration::from_secs(3600);
     adjust(&mut config);
     let clock = Arc::new(ManualClock::new(t0()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

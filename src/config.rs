@@ -648,4 +648,48 @@ mod tests {
             Err(ConfigError::Invalid { key: "listen", .. })
         ));
     }
+
+    #[test]
+    fn database_and_expiry_settings() {
+        let load = |text: &str| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            write!(f, "{text}").unwrap();
+            Config::load(Overrides {
+                config: Some(f.path().into()),
+                ..Overrides::default()
+            })
+        };
+        let defaults = Config::load(Overrides::default()).unwrap();
+        assert_eq!(defaults.database, DatabaseSettings::default());
+        assert_eq!(defaults.expiry_sweep_interval, Duration::from_secs(10));
+        let c = load(
+            "[database]\npool_size = 20\nacquire_timeout = \"1s\"\nstatement_timeout = \"3s\"\n\
+             [expiry]\nsweep_interval = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.database.pool_size, 20);
+        assert_eq!(c.database.acquire_timeout, Duration::from_secs(1));
+        assert_eq!(c.database.statement_timeout, Duration::from_secs(3));
+        assert_eq!(c.expiry_sweep_interval, Duration::from_secs(60));
+        for (text, key) in [
+            ("[database]\npool_size = 1\n", "database.pool_size"),
+            (
+                "[database]\nstatement_timeout = \"10ms\"\n",
+                "database.statement_timeout",
+            ),
+            (
+                "[database]\nacquire_timeout = \"0s\"\n",
+                "database.acquire_timeout",
+            ),
+            (
+                "[expiry]\nsweep_interval = \"0s\"\n",
+                "expiry.sweep_interval",
+            ),
+        ] {
+            match load(text) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
 }

@@ -115,10 +115,13 @@ async fn a_failing_job_does_not_sink_its_batch() {
         }));
     }
     let (mut good, mut bad) = (0, 0);
+    let mut answered_ids = Vec::new();
     for t in tasks {
         match t.await.unwrap() {
             ("good", Ok(r)) => {
-                assert_eq!(r.into_inner().decision(), pb::Decision::Allow);
+                let r = r.into_inner();
+                assert_eq!(r.decision(), pb::Decision::Allow);
+                answered_ids.push(r.assumption.unwrap().assumption_id);
                 good += 1;
             }
             ("bad", Err(status)) => {
@@ -141,4 +144,9 @@ async fn a_failing_job_does_not_sink_its_batch() {
         "fail closed: no assumption without its event"
     );
     assert_eq!(s.events("good").await.len(), 101);
+    // Jobs of a rolled-back pass run again: each caller got the answer of the attempt that
+    // committed (its assumption exists), never that of a discarded one.
+    for id in answered_ids {
+        assert_eq!(s.assumption(&id).await.assumption_id, id);
+    }
 }

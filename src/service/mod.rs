@@ -145,15 +145,21 @@ impl App {
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: for<'t> FnOnce(&'t DatabaseTransaction, DateTime<Utc>) -> TxnFuture<'t, T>
+            + Clone
             + Send
             + 'static,
     {
         let (answer, answered) = oneshot::channel::<Result<T, Error>>();
+        // The writer may run a job more than once (a pass it rolled back because another job
+        // failed); only the attempt whose reply it calls answers, once.
+        let answer = Arc::new(std::sync::Mutex::new(Some(answer)));
         let clock = self.clock.clone();
         // The job runs on the writer task; its span is a child of the request's span, so a
         // trace shows the storage work under the RPC that asked for it.
         let span = tracing::info_span!(parent: &tracing::Span::current(), "storage.transaction");
         let job: Job = Box::new(move |txn| {
+            let (op, idem, clock, answer) =
+                (op.clone(), idem.clone(), clock.clone(), answer.clone());
             Box::pin(tracing::Instrument::instrument(
                 async move {
                     let (result, appended) = audit_log::APPENDED
@@ -166,32 +172,38 @@ impl App {
                             (result, audit_log::APPENDED.with(|a| a.take()))
                         })
                         .await;
+                    let send = move |outcome: Result<T, Error>| {
+                        let sender = answer.lock().ok().and_then(|mut slot| slot.take());
+                        if let Some(sender) = sender {
+                            let _ = sender.send(outcome);
+                        }
+                    };
                     match result {
                         Ok(value) => {
                             let reply: Reply = Box::new(move |committed: Result<(), Error>| {
                                 if committed.is_ok() {
                                     count_committed(&appended);
                                 }
-                                let _ = answer.send(committed.map(|()| value));
+                                send(committed.map(|()| value));
                             });
                             (Disposition::Keep, reply)
                         }
                         Err(e) => {
-                            if matches!(e, Error::Storage(_)) {
-                                metrics::counter!(
-                                    crate::metrics::AUDIT_WRITE_FAILURES,
-                                    "stage" => "change"
-                                )
-                                .increment(1);
-                            }
                             let reply: Reply = Box::new(move |_| {
-                                let _ = answer.send(Err(e));
+                                if matches!(e, Error::Storage(_)) {
+                                    metrics::counter!(
+                                        crate::metrics::AUDIT_WRITE_FAILURES,
+                                        "stage" => "change"
+                                    )
+                                    .increment(1);
+                                }
+                                send(Err(e));
                             });
                             (Disposition::Discard, reply)
                         }
                     }
                 },
-                span,
+                span.clone(),
             ))
         });
         self.writer.submit(job).await?;

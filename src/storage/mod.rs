@@ -125,6 +125,12 @@ pub struct WriteTxn {
 }
 
 impl WriteTxn {
+    /// Rolls back (explicitly, rather than in `Drop`, so the connection is clean before it
+    /// returns to the pool).
+    pub async fn rollback(self) -> Result<(), Error> {
+        self.txn.rollback().await.map_err(Error::from)
+    }
+
     /// Commits durably, then wakes audit watchers.
     pub async fn commit(self) -> Result<(), Error> {
         self.txn.commit().await.map_err(Error::from)?;

@@ -29,7 +29,7 @@ impl App {
     /// The grant's effective state now.
     pub async fn get_grant(&self, id: &AccountId, caller: &Caller) -> Result<GrantView, Error> {
         caller.require(Permission::GrantsRead)?;
-        let found = grants::read_with_accounts(self.store.reader(), &[id.as_str()]).await?;
+        let found = grants::read_cached(&self.store, &[id.as_str()]).await?;
         let (account, record) = found
             .into_iter()
             .find(|(a, _)| !a.is_deleted())
@@ -47,7 +47,7 @@ impl App {
         let mut keys: Vec<&str> = ids.iter().map(AccountId::as_str).collect();
         keys.sort_unstable();
         keys.dedup();
-        let found = grants::read_with_accounts(self.store.reader(), &keys).await?;
+        let found = grants::read_cached(&self.store, &keys).await?;
         let now = self.clock.now();
         let by_id: std::collections::HashMap<&str, (&Account, &grant::GrantRecord)> = found
             .iter()

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::{
+    audit::EventKind,
     clock::SharedClock,
     domain::Error,
     storage::{
@@ -50,10 +51,38 @@ pub struct App {
     writer: Writer,
 }
 
-/// Counts committed audit events by kind (never replays or rolled-back jobs).
-fn count_committed(kinds: &[crate::audit::EventKind]) {
-    for kind in kinds {
+/// After a job's commit, before its caller is answered: counts its events by kind (never
+/// replays or rolled-back jobs) and drops the accounts it changed from the read cache.
+fn after_commit(store: &Store, appended: &[(EventKind, String)]) {
+    for (kind, _) in appended {
         metrics::counter!(crate::metrics::AUDIT_EVENTS, "kind" => kind.as_str()).increment(1);
+    }
+    if let Some(cache) = store.grant_cache() {
+        cache.invalidate(
+            appended
+                .iter()
+                .filter(|(kind, _)| changes_account_or_grant(*kind))
+                .map(|(_, account)| account.as_str()),
+        );
+    }
+}
+
+/// Whether an event of this kind records a change to the account or grant rows (which the
+/// read cache holds). Every such change writes one: that is what keeps the cache exact.
+fn changes_account_or_grant(kind: EventKind) -> bool {
+    match kind {
+        EventKind::AccountCreated
+        | EventKind::AccountConvertedToPaid
+        | EventKind::AccountDeleted
+        | EventKind::GrantEnabled
+        | EventKind::GrantDurationChanged
+        | EventKind::GrantDisabled
+        // Only the sweep's own marker changes; invalidating is harmless and keeps it simple.
+        | EventKind::GrantExpired => true,
+        EventKind::AssumptionAllowed
+        | EventKind::AssumptionDenied
+        | EventKind::EmergencyAssumption
+        | EventKind::AssumptionEnded => false,
     }
 }
 
@@ -154,12 +183,18 @@ impl App {
         // failed); only the attempt whose reply it calls answers, once.
         let answer = Arc::new(std::sync::Mutex::new(Some(answer)));
         let clock = self.clock.clone();
+        let store = self.store.clone();
         // The job runs on the writer task; its span is a child of the request's span, so a
         // trace shows the storage work under the RPC that asked for it.
         let span = tracing::info_span!(parent: &tracing::Span::current(), "storage.transaction");
         let job: Job = Box::new(move |txn| {
-            let (op, idem, clock, answer) =
-                (op.clone(), idem.clone(), clock.clone(), answer.clone());
+            let (op, idem, clock, answer, store) = (
+                op.clone(),
+                idem.clone(),
+                clock.clone(),
+                answer.clone(),
+                store.clone(),
+            );
             Box::pin(tracing::Instrument::instrument(
                 async move {
                     let (result, appended) = audit_log::APPENDED
@@ -182,7 +217,7 @@ impl App {
                         Ok(value) => {
                             let reply: Reply = Box::new(move |committed: Result<(), Error>| {
                                 if committed.is_ok() {
-                                    count_committed(&appended);
+                                    after_commit(&store, &appended);
                                 }
                                 send(committed.map(|()| value));
                             });

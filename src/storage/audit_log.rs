@@ -27,9 +27,10 @@ use crate::{
 };
 
 tokio::task_local! {
-    /// Kinds of the events a write job appended, so they are counted once committed (and
-    /// never for a replay or a rolled-back job). Set by `service::App::write`.
-    pub static APPENDED: std::cell::RefCell<Vec<EventKind>>;
+    /// Kinds and accounts of the events a write job appended, so they are counted (and the
+    /// read cache invalidated) once committed, never for a replay or a rolled-back job. Set
+    /// by `service::App::write`.
+    pub static APPENDED: std::cell::RefCell<Vec<(EventKind, String)>>;
 }
 
 /// Appends `event` to its account's chain at time `now`.
@@ -104,7 +105,8 @@ pub async fn append(
     })
     .exec(db)
     .await?;
-    let _ = APPENDED.try_with(|kinds| kinds.borrow_mut().push(event.kind));
+    let _ =
+        APPENDED.try_with(|appended| appended.borrow_mut().push((event.kind, account_id.clone())));
 
     Ok(AuditEvent {
         global_position: inserted.last_insert_id,

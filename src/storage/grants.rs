@@ -125,6 +125,24 @@ pub async fn read_with_accounts(
     read_joined(db, ids, false).await
 }
 
+/// [`read_with_accounts`] through the read cache when the store has one (SQLite; see
+/// [`super::grant_cache`]): hits cost no database round trip.
+pub async fn read_cached(
+    store: &super::Store,
+    ids: &[&str],
+) -> Result<Vec<(Account, GrantRecord)>, Error> {
+    let Some(cache) = store.grant_cache() else {
+        return read_with_accounts(store.reader(), ids).await;
+    };
+    let (mut rows, misses, since) = cache.lookup(ids);
+    if !misses.is_empty() {
+        let loaded = read_with_accounts(store.reader(), &misses).await?;
+        cache.fill(since, &loaded);
+        rows.extend(loaded);
+    }
+    Ok(rows)
+}
+
 /// Reads one account with its grant for a change: on PostgreSQL the account row stays locked
 /// until the transaction ends, serializing every change to the account across replicas.
 pub async fn read_for_update(

@@ -29,6 +29,7 @@ pub mod accounts;
 pub mod assumptions;
 pub mod audit_log;
 pub mod entities;
+pub mod grant_cache;
 pub mod grants;
 pub mod idempotency;
 pub mod migrations;
@@ -112,6 +113,8 @@ pub struct Store {
     commits: Arc<watch::Sender<u64>>,
     /// The SQLite file's identity, to notice it being deleted or replaced underneath us.
     file: Option<Arc<sqlite_file::SqliteFile>>,
+    /// Accounts with their grants, for reads (SQLite only: see [`grant_cache`]).
+    grant_cache: Option<Arc<grant_cache::GrantCache>>,
 }
 
 /// A write transaction. Dropping it without [`WriteTxn::commit`] rolls it back.
@@ -192,11 +195,14 @@ impl Store {
                 ])
             });
         let db = Database::connect(options).await?;
+        let grant_cache = (db.get_database_backend() == DbBackend::Sqlite)
+            .then(|| Arc::new(grant_cache::GrantCache::default()));
         Ok(Self {
             db,
             write_lock: Arc::new(Mutex::new(())),
             commits: Arc::new(watch::channel(0).0),
             file: sqlite_file::SqliteFile::open(url).map(Arc::new),
+            grant_cache,
         })
     }
 
@@ -296,6 +302,11 @@ impl Store {
                 commits: self.commits.clone(),
             })
         }
+    }
+
+    /// The read cache of accounts and grants, if this backend has one (SQLite).
+    pub fn grant_cache(&self) -> Option<&grant_cache::GrantCache> {
+        self.grant_cache.as_deref()
     }
 
     /// A receiver that changes after every commit through this store.

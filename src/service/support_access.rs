@@ -81,7 +81,8 @@ impl App {
                     let (kind, allowed, denied) = match decision {
                         Decision::Allow { basis, expire_time } => {
                             let created = Assumption {
-                                assumption_id: uuid::Uuid::new_v4().to_string(),
+                                // Time-ordered: appends to the primary key index.
+                                assumption_id: uuid::Uuid::now_v7().to_string(),
                                 account_id: req.account_id.as_str().to_owned(),
                                 staff_id: req.staff_id.clone(),
                                 basis,

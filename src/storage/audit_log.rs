@@ -65,7 +65,9 @@ pub async fn append(
     };
 
     let sequence = head.last_sequence + 1;
-    let event_id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered (UUIDv7): new ids land at the right edge of the `event_id` index instead
+    // of a random leaf, so a batch dirties (and fsyncs) far fewer pages.
+    let event_id = uuid::Uuid::now_v7().to_string();
     let detail_json = event.detail.to_string();
     let request_id = event.request_id.unwrap_or_default();
     let fields = CanonicalFields {

@@ -28,8 +28,10 @@
 //! - [`service`] — use cases — one method per request; each change is a job for the
 //!   group-commit writer, with its `request_id` replay and its audit event.
 //! - [`storage`] — sea-orm entities, migrations and repositories; the group-commit writer
-//!   (`BEGIN IMMEDIATE`, one transaction and one fsync per batch, a savepoint per job), the one
-//!   audit appender, and the SQLite file watch (fail closed if the file vanishes).
+//!   (one transaction and one fsync per batch; a failed job is rolled back without sinking the
+//!   others), the write fence that serializes writers across PostgreSQL replicas, the one
+//!   audit appender, the SQLite read cache of accounts and grants, and the SQLite file watch
+//!   (fail closed if the file vanishes).
 //! - [`grpc`] — thin handlers per service, request/response conversions with validation, and
 //!   the one `Error` → `Status` mapping.
 

@@ -29,7 +29,6 @@ use tonic::transport::Channel;
 
 /// One `accessgrant serve` process.
 struct Replica {
-    addr: SocketAddr,
     channel: Channel,
     child: Child,
 }
@@ -75,11 +74,7 @@ async fn start_replicas(n: usize, dir: &std::path::Path) -> (String, Vec<Replica
     let mut out = Vec::new();
     for (addr, child) in replicas {
         let channel = connect(addr).await;
-        out.push(Replica {
-            addr,
-            channel,
-            child,
-        });
+        out.push(Replica { channel, child });
     }
     (url, out)
 }
@@ -102,6 +97,34 @@ async fn all_events(url: &str) -> Vec<AuditEvent> {
             .unwrap();
     store.close().await.unwrap();
     events
+}
+
+/// Creates every shared account with `plan` through `channel`.
+async fn create_accounts(channel: &Channel, plan: pb::AccountPlan) {
+    for account in ACCOUNTS {
+        pb::account_service_client::AccountServiceClient::new(channel.clone())
+            .upsert_account(pb::UpsertAccountRequest {
+                account_id: account.into(),
+                plan: plan.into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Every shared account's chain verifies through `channel`.
+async fn assert_chains_intact(channel: &Channel) {
+    for account in ACCOUNTS {
+        let v = AuditServiceClient::new(channel.clone())
+            .verify_audit_chain(pb::VerifyAuditChainRequest {
+                account_id: account.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(v.intact, "{account}: {v:?}");
+    }
 }
 
 /// What a worker did, to check replays.
@@ -260,16 +283,7 @@ async fn three_replicas_hammered_concurrently_stay_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let (url, replicas) = start_replicas(3, dir.path()).await;
     let channels: Vec<Channel> = replicas.iter().map(|r| r.channel.clone()).collect();
-    for account in ACCOUNTS {
-        pb::account_service_client::AccountServiceClient::new(channels[0].clone())
-            .upsert_account(pb::UpsertAccountRequest {
-                account_id: account.into(),
-                plan: pb::AccountPlan::Paid.into(),
-                request_id: String::new(),
-            })
-            .await
-            .unwrap();
-    }
+    create_accounts(&channels[0], pb::AccountPlan::Paid).await;
 
     let started = Instant::now();
     let workers: Vec<_> = (0..12)
@@ -293,16 +307,7 @@ async fn three_replicas_hammered_concurrently_stay_consistent() {
 
     // Chains verify through every replica.
     for replica in &replicas {
-        for account in ACCOUNTS {
-            let v = AuditServiceClient::new(replica.channel.clone())
-                .verify_audit_chain(pb::VerifyAuditChainRequest {
-                    account_id: account.into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(v.intact, "{account} via {}: {v:?}", replica.addr);
-        }
+        assert_chains_intact(&replica.channel).await;
     }
     // The history: gap-free sequences, no ALLOW after a committed Disable.
     let events = all_events(&url).await;
@@ -389,16 +394,7 @@ async fn watchers_on_one_replica_see_every_commit_of_all_replicas_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (url, replicas) = start_replicas(3, dir.path()).await;
     let channels: Vec<Channel> = replicas.iter().map(|r| r.channel.clone()).collect();
-    for account in ACCOUNTS {
-        pb::account_service_client::AccountServiceClient::new(channels[1].clone())
-            .upsert_account(pb::UpsertAccountRequest {
-                account_id: account.into(),
-                plan: pb::AccountPlan::Trial.into(),
-                request_id: String::new(),
-            })
-            .await
-            .unwrap();
-    }
+    create_accounts(&channels[1], pb::AccountPlan::Trial).await;
     // Writers on every replica: trial accounts always ALLOW, so every call writes an event.
     let writers: Vec<_> = (0..12)
         .map(|w| {
@@ -529,16 +525,7 @@ async fn a_replica_killed_mid_write_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (url, mut replicas) = start_replicas(3, dir.path()).await;
     let channels: Vec<Channel> = replicas.iter().map(|r| r.channel.clone()).collect();
-    for account in ACCOUNTS {
-        pb::account_service_client::AccountServiceClient::new(channels[0].clone())
-            .upsert_account(pb::UpsertAccountRequest {
-                account_id: account.into(),
-                plan: pb::AccountPlan::Trial.into(),
-                request_id: String::new(),
-            })
-            .await
-            .unwrap();
-    }
+    create_accounts(&channels[0], pb::AccountPlan::Trial).await;
     // Eight clients per replica authorize as fast as they can, keeping every ALLOW received.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..24)
@@ -618,14 +605,5 @@ async fn a_replica_killed_mid_write_loses_nothing_acknowledged() {
         let expected: Vec<i64> = (1..=list.len() as i64).collect();
         assert_eq!(sequences, expected, "{account}: gap or duplicate");
     }
-    for account in ACCOUNTS {
-        let v = AuditServiceClient::new(channels[0].clone())
-            .verify_audit_chain(pb::VerifyAuditChainRequest {
-                account_id: account.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(v.intact, "{account}: {v:?}");
-    }
+    assert_chains_intact(&channels[0]).await;
 }

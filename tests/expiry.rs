@@ -163,3 +163,42 @@ async fn a_change_records_a_pending_lapse_before_itself() {
     tokio::time::sleep(StdDuration::from_millis(400)).await;
     assert_eq!(expired_events(&r, "acme").await.len(), 1);
 }
+
+/// A backlog bigger than one sweep transaction (e.g. after downtime) is fully recorded, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_one_sweep_batch_is_fully_recorded_once() {
+    let s = spawn_server_with(|c| c.expiry_sweep_interval = StdDuration::from_millis(300)).await;
+    let tasks: Vec<_> = (0..260)
+        .map(|i| {
+            let mut accounts = s.accounts();
+            let mut grants = s.grants();
+            tokio::spawn(async move {
+                let id = format!("bulk-{i}");
+                accounts
+                    .upsert_account(pb::UpsertAccountRequest {
+                        account_id: id.clone(),
+                        plan: pb::AccountPlan::Paid.into(),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .unwrap();
+                grants
+                    .enable_access_grant(common::enable_request(
+                        &id,
+                        D::OneDay,
+                        common::support_admin(),
+                    ))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    s.clock.advance(Duration::days(2));
+    // More than one sweep transaction's worth (200): all of them, each once.
+    wait_for_expired(&s, 260).await;
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    assert_eq!(count_expired(&s).await, 260);
+}

@@ -20,18 +20,38 @@ use crate::{
     storage::{accounts, assumptions, audit_log, from_us, grants, to_us},
 };
 
-/// Most lapses recorded by one sweep transaction (the rest wait for the next sweep).
+/// Most lapses recorded by one sweep transaction.
 const SWEEP_BATCH: u64 = 200;
+/// Most sweep transactions per tick (so a tick records at most 10,000 lapses).
+const SWEEP_ROUNDS: usize = 50;
 
 impl App {
-    /// One sweep: records the lapse of every grant whose period ended and is not audited yet
-    /// (up to [`SWEEP_BATCH`]). Returns how many lapses this replica recorded.
+    /// One sweep: records the lapse of every grant whose period ended and is not audited yet,
+    /// [`SWEEP_BATCH`] per transaction, at most [`SWEEP_ROUNDS`] transactions (a backlog,
+    /// e.g. after downtime, drains over the next sweeps). Returns how many lapses this replica
+    /// recorded.
     pub async fn sweep_expired_grants(&self) -> Result<usize, Error> {
-        let due =
-            grants::unrecorded_lapses(self.store.reader(), self.clock.now(), SWEEP_BATCH).await?;
-        if due.is_empty() {
-            return Ok(0);
+        let mut recorded = 0;
+        for _ in 0..SWEEP_ROUNDS {
+            let due = grants::unrecorded_lapses(self.store.reader(), self.clock.now(), SWEEP_BATCH)
+                .await?;
+            let full = due.len() as u64 == SWEEP_BATCH;
+            if due.is_empty() {
+                break;
+            }
+            let n = self.record_lapses(due).await?;
+            recorded += n;
+            // Nothing claimed: another replica is draining the same backlog.
+            if !full || n == 0 {
+                break;
+            }
         }
+        Ok(recorded)
+    }
+
+    /// Records the given lapses in one write job; those claimed meanwhile (by another replica
+    /// or a grant change) are skipped.
+    async fn record_lapses(&self, due: Vec<(String, i64)>) -> Result<usize, Error> {
         self.write(None, move |txn, now| {
             Box::pin(async move {
                 let mut recorded = 0;

@@ -86,7 +86,7 @@ fn changes_account_or_grant(kind: EventKind) -> bool {
     }
 }
 
-/// Replay or run-and-remember, inside the caller's savepoint.
+/// Replay or run-and-remember, inside the batch transaction.
 async fn run_idempotent<T, F>(
     txn: &DatabaseTransaction,
     now: DateTime<Utc>,
@@ -165,7 +165,9 @@ impl App {
 
     /// Runs one change through the group-commit writer: replays the first response for a
     /// known request id, otherwise runs `op` and remembers its response, inside the batch
-    /// transaction (in its own savepoint). Answers only once the batch commit is durable.
+    /// transaction. Answers only once the batch commit is durable. `op` may run more than
+    /// once (the writer re-runs a rolled-back pass), so it is `Clone` and must have no effect
+    /// outside the transaction; only the committed attempt's result is answered.
     ///
     /// The work runs on the writer task: if the client disconnects or its deadline passes,
     /// the change still either commits whole or rolls back whole; it is never cut between the

@@ -11,7 +11,8 @@
 //!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
 //!   benchmark tools of `scripts/bench`.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
-//! - [`server`] — assembles services, health, reflection; runs until shutdown, then drains.
+//! - [`server`] — assembles services, health, reflection; background upkeep (readiness,
+//!   pruning) and the expiry sweep task; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
 //! - [`telemetry`] — logging (text or JSON) and OpenTelemetry traces (OTLP/gRPC, W3C
 //!   `traceparent` continued).
@@ -26,7 +27,8 @@
 //!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
 //! - [`audit`] — audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
 //! - [`service`] — use cases — one method per request; each change is a job for the
-//!   group-commit writer, with its `request_id` replay and its audit event.
+//!   group-commit writer, with its `request_id` replay and its audit event; and the expiry
+//!   sweep that audits lapsed grants exactly once across replicas.
 //! - [`storage`] — sea-orm entities, migrations and repositories; the group-commit writer
 //!   (one transaction and one fsync per batch; a failed job is rolled back without sinking the
 //!   others), the write fence that serializes writers across PostgreSQL replicas, the one

@@ -25,16 +25,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .exec_stmt(
-                Query::insert()
-                    .into_table(WriteFence::Table)
-                    .columns([WriteFence::Id])
-                    .values_panic([1.into()])
-                    .on_conflict(OnConflict::column(WriteFence::Id).do_nothing().to_owned())
-                    .to_owned(),
-            )
-            .await
+        let mut insert = Query::insert();
+        insert
+            .into_table(WriteFence::Table)
+            .columns([WriteFence::Id])
+            .values([1.into()])
+            .map_err(|e| DbErr::Migration(format!("write_fence row: {e}")))?
+            .on_conflict(OnConflict::column(WriteFence::Id).do_nothing().to_owned());
+        manager.exec_stmt(insert).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -607,3 +607,39 @@ async fn a_replica_killed_mid_write_loses_nothing_acknowledged() {
     }
     assert_chains_intact(&channels[0]).await;
 }
+
+/// A replica stuck inside a write transaction (here: a test connection holding the write
+/// fence) does not make the others queue without bound: past `statement_timeout` (which also
+/// sets `lock_timeout`) their writes answer UNAVAILABLE, and succeed again once it lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_write_fence_times_out_instead_of_queueing_forever() {
+    if !postgres_or_skip("a_held_write_fence_times_out_instead_of_queueing_forever") {
+        return;
+    }
+    let s = common::spawn_server_with(|c| {
+        c.database.statement_timeout = Duration::from_millis(500);
+    })
+    .await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let lock = s.hold_write_lock().await;
+    let started = Instant::now();
+    let status = s
+        .enable("acme", pb::AccessDuration::OneDay)
+        .await
+        .unwrap_err();
+    common::assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+    eprintln!(
+        "write behind a held fence failed after {:?}",
+        started.elapsed()
+    );
+    drop(lock);
+    let enabled = s.enable("acme", pb::AccessDuration::OneDay).await.unwrap();
+    assert_eq!(enabled.state(), pb::access_grant::State::Enabled);
+    // The failed attempt left nothing: exactly one GRANT_ENABLED.
+    let kinds: Vec<EventKind> = s.events("acme").await.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::AccountCreated, EventKind::GrantEnabled],
+        "{kinds:?}"
+    );
+}

@@ -150,3 +150,114 @@ async fn a_failing_job_does_not_sink_its_batch() {
         assert_eq!(s.assumption(&id).await.assumption_id, id);
     }
 }
+
+/// Decisions batched with grant changes on the same accounts are decided against exactly the
+/// grant state the log shows before them: walking each account's events in sequence order, no
+/// grant-based ALLOW follows a disable and no GRANT_DISABLED denial follows an enable. (On
+/// SQLite decisions and changes take different connections; this is their ordering.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_see_grant_changes_of_their_batch_in_order() {
+    let s = spawn_server().await;
+    let accounts: Vec<String> = (0..3).map(|i| format!("flip-{i}")).collect();
+    for id in &accounts {
+        s.create_account(id, pb::AccountPlan::Paid).await;
+    }
+    let mut tasks = Vec::new();
+    for n in 0..300_usize {
+        let mut support = s.support();
+        let mut grants = s.grants();
+        let id = accounts[n % accounts.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            match n % 10 {
+                0 => {
+                    grants
+                        .enable_access_grant(enable_request(
+                            &id,
+                            pb::AccessDuration::OneDay,
+                            support_admin(),
+                        ))
+                        .await
+                        .unwrap();
+                }
+                5 => {
+                    grants
+                        .disable_access_grant(pb::DisableAccessGrantRequest {
+                            account_id: id.clone(),
+                            actor: Some(support_admin()),
+                            etag: String::new(),
+                            request_id: String::new(),
+                        })
+                        .await
+                        .unwrap();
+                }
+                _ => {
+                    support
+                        .authorize_assumption(authorize_request(&id))
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (mut allows, mut denies) = (0, 0);
+    for id in &accounts {
+        let mut enabled = false;
+        for e in s.events(id).await {
+            let d: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap();
+            match e.kind {
+                EventKind::GrantEnabled | EventKind::GrantDurationChanged => enabled = true,
+                EventKind::GrantDisabled => enabled = false,
+                EventKind::AssumptionAllowed => {
+                    assert!(enabled, "{id} #{}: ALLOW while disabled", e.sequence);
+                    allows += 1;
+                }
+                EventKind::AssumptionDenied => {
+                    assert!(!enabled, "{id} #{}: DENY while enabled: {d}", e.sequence);
+                    denies += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(allows > 0 && denies > 0, "allows {allows}, denies {denies}");
+}
+
+/// The same `request_id` sent many times at once (so copies share a batch) is decided once:
+/// every copy gets the first answer, and the log holds one event for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_copies_in_one_batch_are_decided_once() {
+    let s = spawn_server().await;
+    s.create_account("dup", pb::AccountPlan::Trial).await;
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        let mut support = s.support();
+        tasks.push(tokio::spawn(async move {
+            let mut req = authorize_request("dup");
+            req.request_id = format!("retry-{}", n % 3);
+            support
+                .authorize_assumption(req)
+                .await
+                .unwrap()
+                .into_inner()
+        }));
+    }
+    let mut answers: std::collections::HashMap<String, String> = Default::default();
+    for (n, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        let first = answers
+            .entry(format!("retry-{}", n % 3))
+            .or_insert_with(|| r.audit_event_id.clone());
+        assert_eq!(*first, r.audit_event_id, "a copy got another answer");
+    }
+    let decided = s
+        .events("dup")
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::AssumptionAllowed)
+        .count();
+    assert_eq!(decided, 3);
+    assert_eq!(s.count("SELECT COUNT(*) FROM assumptions").await, 3);
+}

@@ -45,8 +45,9 @@ impl App {
     ) -> Result<Upserted, Error> {
         caller.require(Permission::AccountsWrite)?;
         let idem = Idempotency::new("UpsertAccount", request_id.clone(), &cmd);
-        self.write(idem, move |txn, now| {
+        self.write(idem, move |batch, now| {
             Box::pin(async move {
+                let txn = batch.conn().await?;
                 let existing = accounts::find_for_update(txn, &cmd.account_id).await?;
                 let (account, kind) = match account::plan_change(existing.as_ref(), cmd.plan)? {
                     PlanChange::Unchanged => {
@@ -94,7 +95,7 @@ impl App {
                     }
                 };
                 audit_log::append(
-                    txn,
+                    batch,
                     NewEvent {
                         account_id: cmd.account_id.clone(),
                         kind,
@@ -132,8 +133,9 @@ impl App {
     ) -> Result<(), Error> {
         caller.require(Permission::AccountsWrite)?;
         let idem = Idempotency::new("DeleteAccount", request_id.clone(), &id);
-        self.write(idem, move |txn, now| {
+        self.write(idem, move |batch, now| {
             Box::pin(async move {
+                let txn = batch.conn().await?;
                 let account = accounts::find_for_update(txn, &id)
                     .await?
                     .filter(|a| !a.is_deleted())
@@ -141,7 +143,7 @@ impl App {
                 accounts::mark_deleted(txn, &account, now).await?;
                 let revoked = assumptions::revoke_open(txn, id.as_str(), None, now).await?;
                 audit_log::append(
-                    txn,
+                    batch,
                     NewEvent {
                         account_id: id.clone(),
                         kind: EventKind::AccountDeleted,

@@ -17,7 +17,7 @@ use super::App;
 use crate::{
     audit::{EventActor, EventKind, NewEvent, canonical::format_time},
     domain::{Error, grant::GrantRecord, ids::AccountId},
-    storage::{accounts, assumptions, audit_log, from_us, grants, to_us},
+    storage::{accounts, assumptions, audit_log, batch::Batch, from_us, grants, to_us},
 };
 
 /// Most lapses recorded by one sweep transaction.
@@ -52,14 +52,14 @@ impl App {
     /// Records the given lapses in one write job; those claimed meanwhile (by another replica
     /// or a grant change) are skipped.
     async fn record_lapses(&self, due: Vec<(String, i64)>) -> Result<usize, Error> {
-        self.write(None, move |txn, now| {
+        self.write(None, move |batch, now| {
             Box::pin(async move {
                 let mut recorded = 0;
                 for (account_id, expire_time_us) in due {
                     let id = AccountId::parse(&account_id, "account_id").map_err(|_| {
                         Error::Internal(format!("stored account id {account_id:?}"))
                     })?;
-                    if record_lapse(txn, &id, expire_time_us, now).await? {
+                    if record_lapse(batch, &id, expire_time_us, now).await? {
                         recorded += 1;
                     }
                 }
@@ -73,7 +73,7 @@ impl App {
 /// Before changing a grant: if its period has lapsed and no sweep recorded that yet, record
 /// it now, so `GRANT_EXPIRED` precedes the change in the account's log.
 pub(crate) async fn record_pending_lapse(
-    txn: &impl sea_orm::ConnectionTrait,
+    batch: &Batch<'_>,
     account_id: &AccountId,
     record: &GrantRecord,
     now: chrono::DateTime<chrono::Utc>,
@@ -81,7 +81,7 @@ pub(crate) async fn record_pending_lapse(
     if let (true, Some(end)) = (record.enabled, record.expire_time)
         && end <= now
     {
-        record_lapse(txn, account_id, to_us(end), now).await?;
+        record_lapse(batch, account_id, to_us(end), now).await?;
     }
     Ok(())
 }
@@ -89,11 +89,12 @@ pub(crate) async fn record_pending_lapse(
 /// Claims the lapse of the period ending at `expire_time_us` and writes its event. False when
 /// there was nothing to claim (already recorded, or the grant changed meanwhile).
 async fn record_lapse(
-    txn: &impl sea_orm::ConnectionTrait,
+    batch: &Batch<'_>,
     account_id: &AccountId,
     expire_time_us: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, Error> {
+    let txn = batch.conn().await?;
     if !grants::claim_lapse(txn, account_id.as_str(), expire_time_us, now).await? {
         return Ok(false);
     }
@@ -110,7 +111,7 @@ async fn record_lapse(
     // state already reads EXPIRED. Name them so the customer sees what the lapse ended.
     let expired = assumptions::lapsed_with_grant(txn, account_id.as_str(), end).await?;
     audit_log::append(
-        txn,
+        batch,
         NewEvent {
             account_id: account_id.clone(),
             kind: EventKind::GrantExpired,

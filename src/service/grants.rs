@@ -75,11 +75,12 @@ impl App {
         // The actor's roles need no data: refuse a non-admin before touching the account.
         grant::authorize_actor(&cmd.actor)?;
         let idem = Idempotency::new("EnableAccessGrant", request_id.clone(), &cmd);
-        self.write(idem, move |txn, now| {
+        self.write(idem, move |batch, now| {
             Box::pin(async move {
+                let txn = batch.conn().await?;
                 let account = open_account(accounts::find_for_update(txn, &cmd.account_id).await?)?;
                 let record = grants::get(txn, &cmd.account_id).await?;
-                expiry::record_pending_lapse(txn, &cmd.account_id, &record, now).await?;
+                expiry::record_pending_lapse(batch, &cmd.account_id, &record, now).await?;
                 let (next, change) = grant::enable(&account, &record, &cmd, now)?;
                 grants::update(txn, &cmd.account_id, &next).await?;
                 // A shortened grant also shortens the assumptions resting on it.
@@ -97,7 +98,7 @@ impl App {
                     }
                 };
                 audit_log::append(
-                    txn,
+                    batch,
                     NewEvent {
                         account_id: cmd.account_id.clone(),
                         kind,
@@ -130,11 +131,12 @@ impl App {
         caller.require(Permission::GrantsWrite)?;
         grant::authorize_actor(&cmd.actor)?;
         let idem = Idempotency::new("DisableAccessGrant", request_id.clone(), &cmd);
-        self.write(idem, move |txn, now| {
+        self.write(idem, move |batch, now| {
             Box::pin(async move {
+                let txn = batch.conn().await?;
                 let account = open_account(accounts::find_for_update(txn, &cmd.account_id).await?)?;
                 let record = grants::get(txn, &cmd.account_id).await?;
-                expiry::record_pending_lapse(txn, &cmd.account_id, &record, now).await?;
+                expiry::record_pending_lapse(batch, &cmd.account_id, &record, now).await?;
                 let Some(next) = grant::disable(&account, &record, &cmd, now)? else {
                     return Ok(GrantView::at(&account, &record, now));
                 };
@@ -143,7 +145,7 @@ impl App {
                 let revoked =
                     assumptions::revoke_open(txn, cmd.account_id.as_str(), None, now).await?;
                 audit_log::append(
-                    txn,
+                    batch,
                     NewEvent {
                         account_id: cmd.account_id.clone(),
                         kind: EventKind::GrantDisabled,

@@ -13,7 +13,6 @@ pub use crate::domain::permission::Caller;
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -24,8 +23,9 @@ use crate::{
     domain::Error,
     storage::{
         Store, audit_log,
+        batch::Batch,
         idempotency::{self, Replay},
-        writer::{Disposition, Job, Reply, Writer},
+        writer::{Disposition, Job, JobFn, Reply, Writer},
     },
 };
 
@@ -86,31 +86,31 @@ fn changes_account_or_grant(kind: EventKind) -> bool {
     }
 }
 
-/// Replay or run-and-remember, inside the batch transaction.
+/// Replay or run-and-remember, inside the write batch.
 async fn run_idempotent<T, F>(
-    txn: &DatabaseTransaction,
+    batch: &Batch<'_>,
     now: DateTime<Utc>,
     idem: Option<Idempotency>,
     op: F,
 ) -> Result<T, Error>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
-    F: for<'t> FnOnce(&'t DatabaseTransaction, DateTime<Utc>) -> TxnFuture<'t, T> + Send + 'static,
+    F: for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T> + Send + 'static,
 {
     if let Some(k) = &idem
         && let Replay::Stored(first) =
-            idempotency::lookup(txn, k.scope, &k.request_id, &k.fingerprint).await?
+            idempotency::lookup(batch, k.scope, &k.request_id, &k.fingerprint).await?
     {
         return Ok(first);
     }
-    let out = op(txn, now).await?;
+    let out = op(batch, now).await?;
     if let Some(k) = &idem {
-        idempotency::remember(txn, k.scope, &k.request_id, &k.fingerprint, &out, now).await?;
+        idempotency::remember(batch, k.scope, &k.request_id, &k.fingerprint, &out, now)?;
     }
     Ok(out)
 }
 
-/// A boxed future borrowing the write transaction.
+/// A boxed future borrowing the write batch.
 pub type TxnFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
 
 /// Identifies a retried request: scope (the RPC), the client's key, and a fingerprint of the
@@ -175,11 +175,31 @@ impl App {
     pub(crate) async fn write<T, F>(&self, idem: Option<Idempotency>, op: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: for<'t> FnOnce(&'t DatabaseTransaction, DateTime<Utc>) -> TxnFuture<'t, T>
+        F: for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T>
             + Clone
             + Send
             + 'static,
     {
+        self.write_on(None, idem, op).await
+    }
+
+    /// [`App::write`] for a change that reads `account` (with its grant and chain head) and
+    /// only the batch's own state otherwise: the batch reads the account up front, together
+    /// with every other job's, instead of once per job.
+    pub(crate) async fn write_on<T, F>(
+        &self,
+        account: Option<String>,
+        idem: Option<Idempotency>,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let request = idem.as_ref().map(|k| (k.scope, k.request_id.clone()));
         let (answer, answered) = oneshot::channel::<Result<T, Error>>();
         // The writer may run a job more than once (a pass it rolled back because another job
         // failed); only the attempt whose reply it calls answers, once.
@@ -189,7 +209,7 @@ impl App {
         // The job runs on the writer task; its span is a child of the request's span, so a
         // trace shows the storage work under the RPC that asked for it.
         let span = tracing::info_span!(parent: &tracing::Span::current(), "storage.transaction");
-        let job: Job = Box::new(move |txn| {
+        let run: JobFn = Box::new(move |batch| {
             let (op, idem, clock, answer, store) = (
                 op.clone(),
                 idem.clone(),
@@ -201,9 +221,9 @@ impl App {
                 async move {
                     let (result, appended) = audit_log::APPENDED
                         .scope(std::cell::RefCell::new(Vec::new()), async move {
-                            let result = match txn {
+                            let result = match batch {
                                 // Read the clock inside the batch, in commit order.
-                                Ok(txn) => run_idempotent(txn, clock.now(), idem, op).await,
+                                Ok(batch) => run_idempotent(batch, clock.now(), idem, op).await,
                                 Err(e) => Err(e),
                             };
                             (result, audit_log::APPENDED.with(|a| a.take()))
@@ -243,6 +263,13 @@ impl App {
                 span.clone(),
             ))
         });
+        let job = Job {
+            // Only changes that announce their account stay within the batch's own state.
+            batch_only: account.is_some(),
+            account,
+            request,
+            run,
+        };
         self.writer.submit(job).await?;
         answered
             .await

@@ -2,11 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
 };
 
-use super::{entities::assumption, from_us, from_us_opt, to_us};
+use super::{
+    batch::{AssumptionRow, Batch},
+    entities::assumption,
+    from_us, from_us_opt, to_us,
+};
 use crate::domain::{
     Error,
     assumption::{Assumption, Basis, EndReason},
@@ -33,26 +36,19 @@ fn to_domain(m: assumption::Model) -> Result<Assumption, Error> {
     })
 }
 
-/// Inserts a new assumption.
-pub async fn insert(
-    db: &impl ConnectionTrait,
-    a: &Assumption,
-    ticket_id: &str,
-) -> Result<(), Error> {
-    assumption::Entity::insert(assumption::ActiveModel {
-        assumption_id: Set(a.assumption_id.clone()),
-        account_id: Set(a.account_id.clone()),
-        staff_id: Set(a.staff_id.clone()),
-        ticket_id: Set(ticket_id.to_owned()),
-        basis: Set(a.basis.as_str().to_owned()),
-        start_time_us: Set(to_us(a.start_time)),
-        expire_time_us: Set(to_us(a.expire_time)),
-        end_time_us: Set(a.end_time.map(to_us)),
-        end_reason: Set(a.end_reason.map(|r| r.as_str().to_owned())),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+/// Inserts a new assumption, with the write batch.
+pub fn insert(batch: &Batch<'_>, a: &Assumption, ticket_id: &str) {
+    batch.push_assumption(AssumptionRow {
+        assumption_id: a.assumption_id.clone(),
+        account_id: a.account_id.clone(),
+        staff_id: a.staff_id.clone(),
+        ticket_id: ticket_id.to_owned(),
+        basis: a.basis.as_str().to_owned(),
+        start_time_us: to_us(a.start_time),
+        expire_time_us: to_us(a.expire_time),
+        end_time_us: a.end_time.map(to_us),
+        end_reason: a.end_reason.map(|r| r.as_str().to_owned()),
+    });
 }
 
 /// Reads one assumption.

@@ -1,19 +1,17 @@
 //! The one place that appends audit events, and the reads that verify them.
 //!
-//! Appending locks the account's chain head (on PostgreSQL; SQLite writers are already
-//! serialized), assigns the next sequence, links the hash to the previous event and inserts
-//! the event, all inside the caller's write transaction: the event commits with the change it
-//! records, or neither does.
+//! Appending assigns the next sequence from the batch's view of the account's chain head,
+//! links the hash to the previous event and buffers the event in the caller's write batch
+//! ([`super::batch`]): the event commits with the change it records, or neither does. Write
+//! transactions never overlap (SQLite's single writer; PostgreSQL's write fence), so the head
+//! a batch read cannot move under it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::OnConflict,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
     Store,
+    batch::{Batch, EventRow},
     entities::{audit_chain_head, audit_event},
     from_us, to_us, to_us_ceil,
 };
@@ -33,106 +31,62 @@ tokio::task_local! {
     pub static APPENDED: std::cell::RefCell<Vec<(EventKind, String)>>;
 }
 
-/// Appends `event` to its account's chain at time `now`.
-pub async fn append(
-    db: &impl ConnectionTrait,
-    event: NewEvent,
-    now: DateTime<Utc>,
-) -> Result<AuditEvent, Error> {
-    let account_id = event.account_id.as_str().to_owned();
-    // Lock the account's chain head: concurrent appenders to one account (other replicas)
-    // queue on this row, so sequences are assigned one at a time. The head usually exists;
-    // only an account's first event creates it (idempotently, racing creators are fine).
-    let head = match lock_head(db, &account_id).await? {
-        Some(head) => head,
-        None => {
-            audit_chain_head::Entity::insert(audit_chain_head::ActiveModel {
-                account_id: Set(account_id.clone()),
-                last_sequence: Set(0),
-                last_hash: Set(chain::GENESIS_HASH.to_vec()),
-            })
-            .on_conflict(
-                OnConflict::column(audit_chain_head::Column::AccountId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
-            lock_head(db, &account_id)
-                .await?
-                .ok_or_else(|| Error::Internal("audit chain head vanished".into()))?
-        }
-    };
-
-    let sequence = head.last_sequence + 1;
-    // Time-ordered (UUIDv7): new ids land at the right edge of the `event_id` index instead
-    // of a random leaf, so a batch dirties (and fsyncs) far fewer pages.
-    let event_id = uuid::Uuid::now_v7().to_string();
-    let detail_json = event.detail.to_string();
-    let request_id = event.request_id.unwrap_or_default();
-    let fields = CanonicalFields {
-        event_id: &event_id,
-        account_id: &account_id,
-        sequence,
-        occur_time: now,
-        kind: event.kind,
-        actor: &event.actor,
-        detail_json: &detail_json,
-        request_id: &request_id,
-    };
-    let hash = chain::link_hash(&head.last_hash, &fields);
-    let (actor_type, actor_value) = event.actor.parts();
-
-    let inserted = audit_event::Entity::insert(audit_event::ActiveModel {
-        global_position: NotSet,
-        event_id: Set(event_id.clone()),
-        account_id: Set(account_id.clone()),
-        sequence: Set(sequence),
-        occur_time_us: Set(to_us(now)),
-        kind: Set(event.kind.as_str().to_owned()),
-        actor_type: Set(actor_type.to_owned()),
-        actor_value: Set(actor_value.to_owned()),
-        detail_json: Set(detail_json.clone()),
-        request_id: Set(request_id.clone()),
-        prev_hash: Set(head.last_hash.clone()),
-        hash: Set(hash.clone()),
-    })
-    .exec(db)
-    .await?;
-
-    audit_chain_head::Entity::update(audit_chain_head::ActiveModel {
-        account_id: Set(account_id.clone()),
-        last_sequence: Set(sequence),
-        last_hash: Set(hash.clone()),
-    })
-    .exec(db)
-    .await?;
-    let _ =
-        APPENDED.try_with(|appended| appended.borrow_mut().push((event.kind, account_id.clone())));
-
-    Ok(AuditEvent {
-        global_position: inserted.last_insert_id,
-        event_id,
-        account_id,
-        sequence,
-        occur_time: now,
-        kind: event.kind,
-        actor: event.actor,
-        detail_json,
-        request_id,
-        prev_hash: head.last_hash,
-        hash,
-    })
+/// What an append assigned.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The new event's id.
+    pub event_id: String,
+    /// Its place in the account's chain.
+    pub sequence: i64,
 }
 
-async fn lock_head(
-    db: &impl ConnectionTrait,
-    account_id: &str,
-) -> Result<Option<audit_chain_head::Model>, Error> {
-    Ok(audit_chain_head::Entity::find_by_id(account_id.to_owned())
-        .lock_exclusive()
-        .one(db)
-        .await?)
+/// Appends `event` to its account's chain at time `now`, in the batch: the next sequence and
+/// the hash link come from the batch's view of the chain head (which includes the events
+/// buffered before it), and the event is written with the batch, in append order. The
+/// global position is assigned when it is written.
+pub async fn append(
+    batch: &Batch<'_>,
+    event: NewEvent,
+    now: DateTime<Utc>,
+) -> Result<Appended, Error> {
+    {
+        let account_id = event.account_id.as_str().to_owned();
+        let head = batch.chain_head(&account_id).await?;
+        let sequence = head.last_sequence + 1;
+        // Time-ordered (UUIDv7): new ids land at the right edge of the `event_id` index
+        // instead of a random leaf, so a batch dirties (and fsyncs) far fewer pages.
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let detail_json = event.detail.to_string();
+        let request_id = event.request_id.unwrap_or_default();
+        let fields = CanonicalFields {
+            event_id: &event_id,
+            account_id: &account_id,
+            sequence,
+            occur_time: now,
+            kind: event.kind,
+            actor: &event.actor,
+            detail_json: &detail_json,
+            request_id: &request_id,
+        };
+        let hash = chain::link_hash(&head.last_hash, &fields);
+        let (actor_type, actor_value) = event.actor.parts();
+        batch.push_event(EventRow {
+            event_id: event_id.clone(),
+            account_id: account_id.clone(),
+            sequence,
+            occur_time_us: to_us(now),
+            kind: event.kind.as_str().to_owned(),
+            actor_type: actor_type.to_owned(),
+            actor_value: actor_value.to_owned(),
+            detail_json,
+            request_id,
+            prev_hash: head.last_hash,
+            hash,
+        });
+        let _ = APPENDED
+            .try_with(|appended| appended.borrow_mut().push((event.kind, account_id.clone())));
+        Ok(Appended { event_id, sequence })
+    }
 }
 
 /// Decodes a stored row. A row that cannot be decoded (edited by hand) is an error.

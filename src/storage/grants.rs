@@ -99,21 +99,53 @@ pub async fn update(
     Ok(())
 }
 
-/// One row of the account ⋈ grant read.
+/// One row of the account ⋈ grant read (columns in [`JOINED_SELECT`] order).
 #[derive(Debug, sea_orm::FromQueryResult)]
-struct AccountGrantRow {
-    account_id: String,
-    plan: String,
-    create_time_us: i64,
-    update_time_us: i64,
-    delete_time_us: Option<i64>,
-    enabled: bool,
-    duration: Option<String>,
-    enable_time_us: Option<i64>,
-    expire_time_us: Option<i64>,
-    grant_update_time_us: i64,
-    update_user_id: String,
-    version: i64,
+pub(crate) struct AccountGrantRow {
+    pub(crate) account_id: String,
+    pub(crate) plan: String,
+    pub(crate) create_time_us: i64,
+    pub(crate) update_time_us: i64,
+    pub(crate) delete_time_us: Option<i64>,
+    pub(crate) enabled: bool,
+    pub(crate) duration: Option<String>,
+    pub(crate) enable_time_us: Option<i64>,
+    pub(crate) expire_time_us: Option<i64>,
+    pub(crate) grant_update_time_us: i64,
+    pub(crate) update_user_id: String,
+    pub(crate) version: i64,
+}
+
+/// The account ⋈ grant read, up to its `WHERE`.
+pub(crate) const JOINED_SELECT: &str = "SELECT a.account_id, a.plan, a.create_time_us, \
+     a.update_time_us, a.delete_time_us, g.enabled, g.duration, g.enable_time_us, \
+     g.expire_time_us, g.update_time_us AS grant_update_time_us, g.update_user_id, g.version \
+     FROM accounts a JOIN access_grants g ON g.account_id = a.account_id";
+
+impl AccountGrantRow {
+    /// Decodes the row.
+    pub(crate) fn into_domain(self) -> Result<(Account, GrantRecord), Error> {
+        let r = self;
+        let account = accounts::to_domain(account::Model {
+            account_id: r.account_id.clone(),
+            plan: r.plan,
+            create_time_us: r.create_time_us,
+            update_time_us: r.update_time_us,
+            delete_time_us: r.delete_time_us,
+        })?;
+        let grant = to_domain(access_grant::Model {
+            account_id: r.account_id,
+            enabled: r.enabled,
+            duration: r.duration,
+            enable_time_us: r.enable_time_us,
+            expire_time_us: r.expire_time_us,
+            update_time_us: r.grant_update_time_us,
+            update_user_id: r.update_user_id,
+            version: r.version,
+            expiry_recorded_us: None,
+        })?;
+        Ok((account, grant))
+    }
 }
 
 /// Reads accounts with their grants in **one statement** (one snapshot, one round trip):
@@ -152,6 +184,14 @@ pub async fn read_for_update(
     Ok(read_joined(db, &[id], true).await?.into_iter().next())
 }
 
+/// [`read_for_update`] for several accounts in one statement (a write batch's prefetch).
+pub async fn read_many_for_update(
+    db: &impl ConnectionTrait,
+    ids: &[&str],
+) -> Result<Vec<(Account, GrantRecord)>, Error> {
+    read_joined(db, ids, true).await
+}
+
 async fn read_joined(
     db: &impl ConnectionTrait,
     ids: &[&str],
@@ -169,11 +209,7 @@ async fn read_joined(
         })
         .collect();
     let sql = format!(
-        "SELECT a.account_id, a.plan, a.create_time_us, a.update_time_us, a.delete_time_us, \
-         g.enabled, g.duration, g.enable_time_us, g.expire_time_us, \
-         g.update_time_us AS grant_update_time_us, g.update_user_id, g.version \
-         FROM accounts a JOIN access_grants g ON g.account_id = a.account_id \
-         WHERE a.account_id IN ({}){}",
+        "{JOINED_SELECT} WHERE a.account_id IN ({}){}",
         placeholders.join(", "),
         // SQLite has no row locks (its writers are serialized anyway).
         if for_update && backend == DbBackend::Postgres {
@@ -187,29 +223,7 @@ async fn read_joined(
         AccountGrantRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
             .all(db)
             .await?;
-    rows.into_iter()
-        .map(|r| {
-            let account = accounts::to_domain(account::Model {
-                account_id: r.account_id.clone(),
-                plan: r.plan,
-                create_time_us: r.create_time_us,
-                update_time_us: r.update_time_us,
-                delete_time_us: r.delete_time_us,
-            })?;
-            let grant = to_domain(access_grant::Model {
-                account_id: r.account_id,
-                enabled: r.enabled,
-                duration: r.duration,
-                enable_time_us: r.enable_time_us,
-                expire_time_us: r.expire_time_us,
-                update_time_us: r.grant_update_time_us,
-                update_user_id: r.update_user_id,
-                version: r.version,
-                expiry_recorded_us: None,
-            })?;
-            Ok((account, grant))
-        })
-        .collect()
+    rows.into_iter().map(AccountGrantRow::into_domain).collect()
 }
 
 /// Enabled grants whose period ended at or before `now` and whose lapse has not been audited

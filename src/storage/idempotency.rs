@@ -3,10 +3,14 @@
 //! did not commit, nor a change without its response.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{entities::idempotency_record, to_us};
+use super::{
+    batch::{Batch, ResponseRow},
+    entities::idempotency_record,
+    to_us,
+};
 use crate::domain::Error;
 
 /// What a lookup found.
@@ -17,19 +21,15 @@ pub enum Replay<T> {
     Stored(T),
 }
 
-/// Looks up `(scope, request_id)`. A record with another fingerprint means the key was reused
-/// for a different request.
+/// Looks up `(scope, request_id)` as of this point in the write batch. A record with another
+/// fingerprint means the key was reused for a different request.
 pub async fn lookup<T: DeserializeOwned>(
-    db: &impl ConnectionTrait,
+    batch: &Batch<'_>,
     scope: &str,
     request_id: &str,
     fingerprint: &str,
 ) -> Result<Replay<T>, Error> {
-    let Some(record) =
-        idempotency_record::Entity::find_by_id((scope.to_owned(), request_id.to_owned()))
-            .one(db)
-            .await?
-    else {
+    let Some(record) = batch.stored_response(scope, request_id).await? else {
         return Ok(Replay::Fresh);
     };
     if record.fingerprint != fingerprint {
@@ -40,9 +40,9 @@ pub async fn lookup<T: DeserializeOwned>(
         .map_err(|e| Error::Internal(format!("stored response for {scope}: {e}")))
 }
 
-/// Stores the response to `(scope, request_id)`.
-pub async fn remember<T: Serialize>(
-    db: &impl ConnectionTrait,
+/// Stores the response to `(scope, request_id)` with the batch.
+pub fn remember<T: Serialize>(
+    batch: &Batch<'_>,
     scope: &str,
     request_id: &str,
     fingerprint: &str,
@@ -51,15 +51,13 @@ pub async fn remember<T: Serialize>(
 ) -> Result<(), Error> {
     let response_json = serde_json::to_string(response)
         .map_err(|e| Error::Internal(format!("encoding response for {scope}: {e}")))?;
-    idempotency_record::Entity::insert(idempotency_record::ActiveModel {
-        scope: Set(scope.to_owned()),
-        request_id: Set(request_id.to_owned()),
-        fingerprint: Set(fingerprint.to_owned()),
-        response_json: Set(response_json),
-        create_time_us: Set(to_us(now)),
-    })
-    .exec_without_returning(db)
-    .await?;
+    batch.push_response(ResponseRow {
+        scope: scope.to_owned(),
+        request_id: request_id.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        response_json,
+        create_time_us: to_us(now),
+    });
     Ok(())
 }
 

@@ -28,12 +28,14 @@
 pub mod accounts;
 pub mod assumptions;
 pub mod audit_log;
+pub mod batch;
 pub mod entities;
 pub mod grant_cache;
 pub mod grants;
 pub mod idempotency;
 pub mod migrations;
 pub mod sqlite_file;
+pub mod sqlite_writer;
 pub mod writer;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
@@ -58,6 +60,20 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a SQLite statement waits for a lock held by another process (e.g. a backup)
 /// before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page cache of the SQLite writer connection, in KiB (negative `cache_size`): the hot index
+/// pages of every table a batch appends to stay in memory (SQLite's default is 2 MiB).
+const WRITER_CACHE_SIZE: i64 = -32_768;
+
+/// SQLite settings of every connection: WAL (readers beside the writer), `synchronous=FULL`
+/// (a commit is on disk before anyone is answered), foreign keys.
+fn sqlite_options(
+    o: sea_orm::sqlx::sqlite::SqliteConnectOptions,
+) -> sea_orm::sqlx::sqlite::SqliteConnectOptions {
+    o.journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+}
 
 /// How the pool talks to the database (`[database]` in the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +120,12 @@ impl From<DbErr> for Error {
 /// The database, with the write path that keeps changes atomic and serialized.
 #[derive(Clone, Debug)]
 pub struct Store {
-    /// The connection pool (readers and writers).
+    /// The connection pool (readers; on PostgreSQL writers too).
     db: DatabaseConnection,
+    /// Where write transactions run: on SQLite a pool of **one** dedicated connection, so the
+    /// writer's page cache stays warm from batch to batch (a connection that sees another
+    /// connection's commit must drop its cache and re-read pages); on PostgreSQL the pool.
+    writer: DatabaseConnection,
     /// Serializes write transactions on SQLite; unused on PostgreSQL (the `write_fence` row
     /// lock does that job across replicas).
     write_lock: Arc<Mutex<()>>,
@@ -115,6 +135,9 @@ pub struct Store {
     file: Option<Arc<sqlite_file::SqliteFile>>,
     /// Accounts with their grants, for reads (SQLite only: see [`grant_cache`]).
     grant_cache: Option<Arc<grant_cache::GrantCache>>,
+    /// The connection that writes decision batches (SQLite files only: see
+    /// [`sqlite_writer`]).
+    decisions: Option<Arc<sqlite_writer::DecisionConnection>>,
 }
 
 /// A write transaction. Dropping it without [`WriteTxn::commit`] rolls it back.
@@ -175,12 +198,7 @@ impl Store {
             .sqlx_logging(false)
             .connect_timeout(settings.acquire_timeout)
             .acquire_timeout(settings.acquire_timeout)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                    .foreign_keys(true)
-            })
+            .map_sqlx_sqlite_opts(sqlite_options)
             .map_sqlx_postgres_opts(move |o| {
                 o.application_name("accessgrant").options([
                     // Every ALLOW must be durable before the reply, whatever the server's
@@ -194,11 +212,31 @@ impl Store {
                     ),
                 ])
             });
-        let db = Database::connect(options).await?;
-        let grant_cache = (db.get_database_backend() == DbBackend::Sqlite)
-            .then(|| Arc::new(grant_cache::GrantCache::default()));
+        let db = Database::connect(options.clone()).await?;
+        let sqlite = db.get_database_backend() == DbBackend::Sqlite;
+        let writer = if sqlite {
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .map_sqlx_sqlite_opts(|o| {
+                    sqlite_options(o).pragma("cache_size", WRITER_CACHE_SIZE.to_string())
+                });
+            Database::connect(options).await?
+        } else {
+            db.clone()
+        };
+        let grant_cache = sqlite.then(|| Arc::new(grant_cache::GrantCache::default()));
+        let decisions = match sqlite_file::path_of(url).filter(|_| sqlite) {
+            Some(path) => Some(Arc::new(
+                sqlite_writer::DecisionConnection::open(&path)
+                    .map_err(|e| DbErr::Custom(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(Self {
             db,
+            writer,
+            decisions,
             write_lock: Arc::new(Mutex::new(())),
             commits: Arc::new(watch::channel(0).0),
             file: sqlite_file::SqliteFile::open(url).map(Arc::new),
@@ -282,7 +320,7 @@ impl Store {
         if self.backend() == DbBackend::Sqlite {
             let guard = self.write_lock.clone().lock_owned().await;
             let txn = self
-                .db
+                .writer
                 .begin_with_options(TransactionOptions {
                     sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                     ..TransactionOptions::default()
@@ -302,6 +340,22 @@ impl Store {
                 commits: self.commits.clone(),
             })
         }
+    }
+
+    /// The connection for decision batches, if this store has one (a SQLite file).
+    pub(crate) fn decisions(&self) -> Option<&sqlite_writer::DecisionConnection> {
+        self.decisions.as_deref()
+    }
+
+    /// Takes the SQLite write lock for a batch written outside [`Store::begin_write`] (the
+    /// decision connection), so it never overlaps another write transaction of this process.
+    pub(crate) async fn lock_writes(&self) -> OwnedMutexGuard<()> {
+        self.write_lock.clone().lock_owned().await
+    }
+
+    /// Wakes audit watchers after a commit made outside [`WriteTxn::commit`].
+    pub(crate) fn notify_commit(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The read cache of accounts and grants, if this backend has one (SQLite).
@@ -358,6 +412,9 @@ impl Store {
 
     /// Closes the pool (after draining requests), so SQLite checkpoints its WAL.
     pub async fn close(self) -> Result<(), DbErr> {
+        if self.backend() == DbBackend::Sqlite {
+            self.writer.close().await?;
+        }
         self.db.close().await
     }
 }

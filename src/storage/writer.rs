@@ -1,8 +1,9 @@
 //! The single writer path with **group commit**.
 //!
 //! Every change is a job sent to one writer task. The writer takes whatever jobs are waiting
-//! (up to [`MAX_BATCH`]), runs them one after another inside **one** transaction and commits
-//! once. Only after that commit is durable does any job's caller get its answer. One fsync
+//! (up to [`MAX_BATCH`]), reads what they announced (accounts, request ids) in a few
+//! statements, runs them one after another inside **one** transaction — their new rows
+//! buffered and written with multi-row statements ([`super::batch`]) — and commits once. Only after that commit is durable does any job's caller get its answer. One fsync
 //! then covers a whole batch instead of one per request, while every job still sees the
 //! effects of the jobs before it (chain heads, sequences, grant state), so per-account ordering
 //! and hash chains are exactly those of running the jobs one by one.
@@ -26,7 +27,10 @@ use std::{future::Future, pin::Pin};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::mpsc;
 
-use super::Store;
+use super::{
+    Store,
+    batch::{self, Batch},
+};
 use crate::domain::Error;
 
 /// Most jobs committed together. Bounded so one transaction (and the latency of its first
@@ -35,12 +39,12 @@ pub const MAX_BATCH: usize = 256;
 /// Jobs that may wait for the writer; beyond this, callers wait to enqueue (backpressure).
 const QUEUE: usize = 4 * MAX_BATCH;
 
-/// What the writer does with a job's savepoint.
+/// What the writer does with a job's writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// The job succeeded: keep its writes; answer after the commit.
     Keep,
-    /// The job failed: roll its savepoint back; answer now.
+    /// The job failed: its writes must not commit; answer now.
     Discard,
 }
 
@@ -48,12 +52,25 @@ pub enum Disposition {
 /// calling it answers nothing: the writer does that to the replies of a pass it rolls back,
 /// and runs those jobs again.
 pub type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
-/// A job's work inside the batch transaction.
+/// A job's work inside the batch.
 pub type JobFuture<'t> = Pin<Box<dyn Future<Output = (Disposition, Reply)> + Send + 't>>;
-/// A job: called with the batch transaction (or the job's savepoint), or with the error that
-/// prevented opening one. May be called again after a rolled-back pass.
-pub type Job =
-    Box<dyn for<'t> FnMut(Result<&'t DatabaseTransaction, Error>) -> JobFuture<'t> + Send>;
+/// A job's work: called with the batch (or, re-run alone, a batch over the job's savepoint),
+/// or with the error that prevented opening one. May be called again after a rolled-back pass.
+pub type JobFn = Box<dyn for<'t> FnMut(Result<&'t Batch<'t>, Error>) -> JobFuture<'t> + Send>;
+
+/// A change for the writer, with what it will read, so a batch reads all of that up front in
+/// a few statements instead of a few per job.
+pub struct Job {
+    /// The account the job decides on, if known before it runs.
+    pub account: Option<String>,
+    /// The `(rpc, request_id)` it will look up, if any.
+    pub request: Option<(&'static str, String)>,
+    /// The job reads only what it announced and writes only through the batch's buffers
+    /// (never [`Batch::conn`]), so its batch can run on SQLite's decision connection.
+    pub batch_only: bool,
+    /// The work.
+    pub run: JobFn,
+}
 
 /// Optimistic passes (no savepoints) before a batch falls back to a savepoint per job.
 const OPTIMISTIC_PASSES: usize = 2;
@@ -65,6 +82,9 @@ enum Pass {
     /// The job at this index failed and has its answer; the pass was rolled back and the
     /// other jobs have none yet.
     Failed(usize),
+    /// Writing the buffered rows failed: no job can be blamed, none has an answer, the pass
+    /// was rolled back.
+    FlushFailed,
 }
 
 /// Handle to the writer task.
@@ -107,6 +127,115 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
 async fn commit_batch(store: &Store, batch: Vec<Job>) {
     let started = std::time::Instant::now();
     metrics::histogram!(crate::metrics::AUDIT_BATCH_SIZE).record(batch.len() as f64);
+    match store.decisions() {
+        // Runs of batch-only jobs go to the decision connection, the rest through the pool,
+        // one run after another in arrival order.
+        Some(decisions) => {
+            for (batch_only, run) in runs(batch) {
+                if batch_only {
+                    commit_decisions(store, decisions, run).await;
+                } else {
+                    commit_pooled(store, run).await;
+                }
+            }
+        }
+        None => commit_pooled(store, batch).await,
+    }
+    metrics::histogram!(crate::metrics::AUDIT_WRITE_DURATION)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Splits a batch into maximal runs of consecutive jobs that are (or are not) batch-only.
+fn runs(batch: Vec<Job>) -> Vec<(bool, Vec<Job>)> {
+    let mut out: Vec<(bool, Vec<Job>)> = Vec::new();
+    for job in batch {
+        match out.last_mut() {
+            Some((kind, run)) if *kind == job.batch_only => run.push(job),
+            _ => out.push((job.batch_only, vec![job])),
+        }
+    }
+    out
+}
+
+/// Commits batch-only jobs through SQLite's decision connection: one hop to begin and read
+/// what they announced, the jobs against the batch's memory, one hop to write and commit.
+/// A job that fails is answered and the others run again without it; rows that fail to
+/// write send the run to the careful mode on the pool.
+async fn commit_decisions(
+    store: &Store,
+    decisions: &super::sqlite_writer::DecisionConnection,
+    mut jobs: Vec<Job>,
+) {
+    let _lock = store.lock_writes().await;
+    while !jobs.is_empty() {
+        if store.file_lost() {
+            let lost = Error::Storage("the database file is missing or was replaced".into());
+            fail_all(&mut jobs, lost).await;
+            return;
+        }
+        let (accounts, requests) = announced(&jobs);
+        let prefetched = match decisions.begin(accounts.clone(), requests.clone()).await {
+            Ok(found) => found,
+            Err(e) => {
+                fail_all(&mut jobs, e).await;
+                return;
+            }
+        };
+        let batch = Batch::detached();
+        {
+            let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+            let requests: Vec<(&'static str, &str)> = requests
+                .iter()
+                .map(|(rpc, id)| (*rpc, id.as_str()))
+                .collect();
+            batch.install(&accounts, &requests, prefetched);
+        }
+        let mut pending: Vec<Reply> = Vec::with_capacity(jobs.len());
+        let mut failed = None;
+        for (index, job) in jobs.iter_mut().enumerate() {
+            let (disposition, reply) = (job.run)(Ok(&batch)).await;
+            if disposition == Disposition::Keep {
+                pending.push(reply);
+            } else {
+                failed = Some((index, reply));
+                break;
+            }
+        }
+        if let Some((index, reply)) = failed {
+            // Nothing was written yet: roll back, answer the failed job, re-run the rest.
+            drop(pending);
+            decisions.rollback().await;
+            reply(Ok(()));
+            drop(jobs.remove(index));
+            continue;
+        }
+        match decisions.commit(batch.take_rows()).await {
+            Ok(()) => {
+                store.notify_commit();
+                for reply in pending {
+                    reply(Ok(()));
+                }
+            }
+            Err(super::sqlite_writer::WriteFailure::Commit(e)) => {
+                metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "commit")
+                    .increment(pending.len() as u64);
+                for reply in pending {
+                    reply(Err(e.clone()));
+                }
+            }
+            Err(super::sqlite_writer::WriteFailure::Rows(_)) => {
+                // Some job's rows were refused: find it, one savepoint per job.
+                drop(pending);
+                drop(_lock);
+                commit_isolated(store, jobs).await;
+            }
+        }
+        return;
+    }
+}
+
+/// Commits jobs through the pool's writer connection (every job on PostgreSQL).
+async fn commit_pooled(store: &Store, batch: Vec<Job>) {
     let mut jobs = batch;
     let mut passes = 0;
     while !jobs.is_empty() {
@@ -121,24 +250,55 @@ async fn commit_batch(store: &Store, batch: Vec<Job>) {
                 // Answered already; the others run again without it.
                 drop(jobs.remove(index));
             }
+            Pass::FlushFailed => {
+                commit_isolated(store, jobs).await;
+                break;
+            }
         }
     }
-    metrics::histogram!(crate::metrics::AUDIT_WRITE_DURATION)
-        .record(started.elapsed().as_secs_f64());
 }
 
-/// Answers every job with the error that kept the batch transaction from opening.
+/// Answers every job with the error that kept the batch from starting.
 async fn fail_all(jobs: &mut [Job], error: Error) {
     metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "begin")
         .increment(jobs.len() as u64);
     for job in jobs.iter_mut() {
-        let (_, reply) = job(Err(error.clone())).await;
+        let (_, reply) = (job.run)(Err(error.clone())).await;
         reply(Ok(()));
     }
 }
 
-/// Runs every job straight in the batch transaction (no savepoints) and commits. On the first
-/// failing job: roll back, answer that job, and report which one it was.
+/// What the jobs announced they will read: distinct accounts, and request ids.
+type Announced = (Vec<String>, Vec<(&'static str, String)>);
+
+fn announced(jobs: &[Job]) -> Announced {
+    let accounts = batch::distinct(jobs.iter().filter_map(|j| j.account.as_deref()))
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let requests = jobs.iter().filter_map(|j| j.request.clone()).collect();
+    (accounts, requests)
+}
+
+/// Reads what the jobs announced, in a few statements.
+async fn prefetch(batch: &Batch<'_>, (accounts, requests): Announced) -> Result<(), Error> {
+    let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let requests: Vec<(&'static str, &str)> = requests
+        .iter()
+        .map(|(rpc, id)| (*rpc, id.as_str()))
+        .collect();
+    batch.prefetch(&accounts, &requests).await
+}
+
+/// Rolls back a pass that will not commit.
+async fn roll_back(txn: super::WriteTxn) {
+    if let Err(e) = txn.rollback().await {
+        tracing::warn!(error = %e, "rolling back a failed batch pass");
+    }
+}
+
+/// Runs every job in one batch (no savepoints), writes the buffered rows and commits. On the
+/// first failing job: roll back, answer that job, and report which one it was.
 async fn commit_optimistic(store: &Store, jobs: &mut [Job]) -> Pass {
     let txn = match store.begin_write().await {
         Ok(txn) => txn,
@@ -147,23 +307,38 @@ async fn commit_optimistic(store: &Store, jobs: &mut [Job]) -> Pass {
             return Pass::Done;
         }
     };
+    let batch = Batch::new(&txn);
+    if let Err(e) = prefetch(&batch, announced(jobs)).await {
+        drop(batch);
+        roll_back(txn).await;
+        fail_all(jobs, e).await;
+        return Pass::Done;
+    }
     let mut pending: Vec<Reply> = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.iter_mut().enumerate() {
-        let (disposition, reply) = job(Ok(&txn)).await;
-        match disposition {
-            Disposition::Keep => pending.push(reply),
-            Disposition::Discard => {
-                // The jobs before it run again in the next pass: their replies are dropped
-                // unanswered. The failed job's partial writes go with the rollback.
-                drop(pending);
-                if let Err(e) = txn.rollback().await {
-                    tracing::warn!(error = %e, "rolling back a failed batch pass");
-                }
-                reply(Ok(()));
-                return Pass::Failed(index);
-            }
+        let (disposition, reply) = (job.run)(Ok(&batch)).await;
+        if disposition == Disposition::Keep {
+            pending.push(reply);
+            continue;
         }
+        // The jobs before it run again in the next pass: their replies are dropped
+        // unanswered. The failed job's partial writes go with the rollback.
+        let blame = !batch.flush_failed();
+        drop((pending, batch));
+        roll_back(txn).await;
+        if !blame {
+            // The job failed writing rows buffered by earlier jobs: not its fault.
+            return Pass::FlushFailed;
+        }
+        reply(Ok(()));
+        return Pass::Failed(index);
     }
+    if batch.flush().await.is_err() {
+        drop((pending, batch));
+        roll_back(txn).await;
+        return Pass::FlushFailed;
+    }
+    drop(batch);
     let outcome = txn.commit().await;
     if outcome.is_err() {
         metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "commit")
@@ -175,7 +350,8 @@ async fn commit_optimistic(store: &Store, jobs: &mut [Job]) -> Pass {
     Pass::Done
 }
 
-/// The careful mode: each job in its own savepoint, so a failing job is rolled back alone.
+/// The careful mode: each job in its own savepoint, its buffered rows written before the
+/// savepoint is released, so a failing job (or failing rows) is rolled back alone.
 async fn commit_isolated(store: &Store, mut jobs: Vec<Job>) {
     let txn = match store.begin_write().await {
         Ok(txn) => txn,
@@ -189,28 +365,40 @@ async fn commit_isolated(store: &Store, mut jobs: Vec<Job>) {
         let savepoint = match txn.begin().await {
             Ok(sp) => sp,
             Err(e) => {
-                let (_, reply) = job(Err(Error::from(e))).await;
+                let (_, reply) = (job.run)(Err(Error::from(e))).await;
                 reply(Ok(()));
                 continue;
             }
         };
-        let (disposition, reply) = job(Ok(&savepoint)).await;
-        match disposition {
-            Disposition::Keep => match savepoint.commit().await {
+        let (disposition, reply, written) = run_alone(&savepoint, &mut job).await;
+        match (disposition, written) {
+            (Disposition::Keep, Ok(())) => match savepoint.commit().await {
                 Ok(()) => pending.push(reply),
                 Err(e) => reply(Err(Error::from(e))),
             },
-            Disposition::Discard => {
+            (keep_or_discard, written) => {
                 if let Err(e) = savepoint.rollback().await {
                     // The batch transaction is now suspect: fail everything still pending.
                     let error = Error::from(e);
-                    reply(Ok(()));
+                    reply(Err(error.clone()));
                     for r in pending {
                         r(Err(error.clone()));
                     }
                     return;
                 }
-                reply(Ok(()));
+                match (keep_or_discard, written) {
+                    // Its rows could not be written: the caller gets that error.
+                    (Disposition::Keep, Err(e)) => {
+                        metrics::counter!(
+                            crate::metrics::AUDIT_WRITE_FAILURES,
+                            "stage" => "change"
+                        )
+                        .increment(1);
+                        reply(Err(e))
+                    }
+                    // It failed by itself and carries its own answer.
+                    _ => reply(Ok(())),
+                }
             }
         }
     }
@@ -222,4 +410,18 @@ async fn commit_isolated(store: &Store, mut jobs: Vec<Job>) {
     for reply in pending {
         reply(outcome.clone());
     }
+}
+
+/// Runs one job in a batch of its own over `savepoint` and writes its rows.
+async fn run_alone(
+    savepoint: &DatabaseTransaction,
+    job: &mut Job,
+) -> (Disposition, Reply, Result<(), Error>) {
+    let batch = Batch::new(savepoint);
+    let (disposition, reply) = (job.run)(Ok(&batch)).await;
+    let written = match disposition {
+        Disposition::Keep => batch.flush().await,
+        Disposition::Discard => Ok(()),
+    };
+    (disposition, reply, written)
 }

@@ -135,9 +135,8 @@ pub struct Store {
     file: Option<Arc<sqlite_file::SqliteFile>>,
     /// Accounts with their grants, for reads (SQLite only: see [`grant_cache`]).
     grant_cache: Option<Arc<grant_cache::GrantCache>>,
-    /// The connection that writes decision batches (SQLite files only: see
-    /// [`sqlite_writer`]).
-    decisions: Option<Arc<sqlite_writer::DecisionConnection>>,
+    /// The SQLite file, for the writer thread's decision connection (see [`sqlite_writer`]).
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 /// A write transaction. Dropping it without [`WriteTxn::commit`] rolls it back.
@@ -226,17 +225,10 @@ impl Store {
             db.clone()
         };
         let grant_cache = sqlite.then(|| Arc::new(grant_cache::GrantCache::default()));
-        let decisions = match sqlite_file::path_of(url).filter(|_| sqlite) {
-            Some(path) => Some(Arc::new(
-                sqlite_writer::DecisionConnection::open(&path)
-                    .map_err(|e| DbErr::Custom(e.to_string()))?,
-            )),
-            None => None,
-        };
         Ok(Self {
             db,
             writer,
-            decisions,
+            sqlite_path: sqlite_file::path_of(url).filter(|_| sqlite),
             write_lock: Arc::new(Mutex::new(())),
             commits: Arc::new(watch::channel(0).0),
             file: sqlite_file::SqliteFile::open(url).map(Arc::new),
@@ -342,15 +334,16 @@ impl Store {
         }
     }
 
-    /// The connection for decision batches, if this store has one (a SQLite file).
-    pub(crate) fn decisions(&self) -> Option<&sqlite_writer::DecisionConnection> {
-        self.decisions.as_deref()
+    /// The SQLite database file, if this store is one (not in-memory, not PostgreSQL).
+    pub(crate) fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
-    /// Takes the SQLite write lock for a batch written outside [`Store::begin_write`] (the
-    /// decision connection), so it never overlaps another write transaction of this process.
-    pub(crate) async fn lock_writes(&self) -> OwnedMutexGuard<()> {
-        self.write_lock.clone().lock_owned().await
+    /// Takes the SQLite write lock, blocking the calling (non-async) thread, for a batch
+    /// written outside [`Store::begin_write`] (the decision connection), so it never overlaps
+    /// another write transaction of this process.
+    pub(crate) fn lock_writes_blocking(&self) -> OwnedMutexGuard<()> {
+        self.write_lock.clone().blocking_lock_owned()
     }
 
     /// Wakes audit watchers after a commit made outside [`WriteTxn::commit`].

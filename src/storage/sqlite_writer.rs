@@ -3,25 +3,22 @@
 //!
 //! Why not the pool: every statement through sqlx-sqlite is a hop to the connection's worker
 //! thread and back to the async writer task. On two busy cores each hop waits for a
-//! scheduler slot (0.3–1.5 ms measured), and a batch is a dozen statements, so the writer sat
-//! idle between statements while decisions queued. Here a batch is **two** hops: one to begin
-//! and read what its jobs announced, one to write their buffered rows and commit. Everything
-//! in between (the decisions, hashing, JSON) runs on the writer task against the batch's
-//! in-memory state ([`super::batch::Batch::detached`]).
+//! scheduler slot (0.3–1.5 ms measured), and a batch was a dozen statements, so the writer
+//! sat idle between statements while decisions queued. The SQLite writer instead runs on a
+//! thread of its own ([`super::writer`]) and calls this connection directly: a decision batch
+//! is `BEGIN IMMEDIATE`, a few point reads of what its jobs announced, the jobs against the
+//! batch's memory ([`super::batch::Batch::detached`]), prepared inserts, `COMMIT` — with no
+//! hop in between.
 //!
 //! Only batch-only jobs (assumption decisions, which announce their account and request id)
-//! come here; other changes use the pool's writer connection. The async writer runs one batch
-//! at a time and holds the store's write lock, so transactions of the two connections never
+//! come here; other changes use the pool's writer connection. The writer runs one batch at a
+//! time and holds the store's write lock, so transactions of the two connections never
 //! overlap. Durability is the same: WAL with `synchronous=FULL`, the commit returns once the
 //! WAL is on disk, and only then is anyone answered.
 
-use std::{
-    path::Path,
-    sync::mpsc::{self, Receiver, Sender},
-};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
 use super::{
     batch::{HeadRow, Prefetched, ResponseRow, Rows},
@@ -29,7 +26,8 @@ use super::{
 };
 use crate::domain::Error;
 
-/// Page cache of the connection, in KiB (negative `cache_size`), as for the pool's writer.
+/// Page cache of the connection, in KiB (negative `cache_size`): the hot index pages of
+/// every table a batch appends to stay in memory (SQLite's default is 2 MiB).
 const CACHE_SIZE_KIB: i64 = 32_768;
 /// How long a write waits for another process's write lock before failing.
 const BUSY_TIMEOUT_MS: i64 = 5_000;
@@ -43,32 +41,14 @@ pub enum WriteFailure {
     Commit(Error),
 }
 
-/// What the connection's thread is asked to do.
-enum Command {
-    /// `BEGIN IMMEDIATE`, then read the announced accounts and request ids.
-    Begin {
-        accounts: Vec<String>,
-        requests: Vec<(&'static str, String)>,
-        reply: oneshot::Sender<Result<Prefetched, Error>>,
-    },
-    /// Write the rows and commit (or roll back on failure).
-    Commit {
-        rows: Rows,
-        reply: oneshot::Sender<Result<(), WriteFailure>>,
-    },
-    /// Roll back the open transaction.
-    Rollback { reply: oneshot::Sender<()> },
-}
-
-/// Handle to the decision connection's thread. Dropping every handle stops the thread and
-/// closes the connection.
+/// The decision connection. Owned by the writer thread; every call blocks that thread.
 #[derive(Debug)]
 pub struct DecisionConnection {
-    commands: Sender<Command>,
+    conn: Connection,
 }
 
 impl DecisionConnection {
-    /// Opens the database file on a new thread.
+    /// Opens the database file.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let conn = Connection::open(path).map_err(storage)?;
         conn.execute_batch(&format!(
@@ -77,99 +57,50 @@ impl DecisionConnection {
              PRAGMA cache_size = -{CACHE_SIZE_KIB};"
         ))
         .map_err(storage)?;
-        let (commands, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("accessgrant-sqlite-decisions".into())
-            .spawn(move || serve(conn, rx))
-            .map_err(|e| Error::Storage(format!("starting the decision writer: {e}")))?;
-        Ok(Self { commands })
+        Ok(Self { conn })
     }
 
-    /// Begins the batch transaction and reads what the jobs announced.
-    pub(crate) async fn begin(
+    /// `BEGIN IMMEDIATE`, then reads the announced accounts (with grants and chain heads) and
+    /// request ids. On failure nothing stays open.
+    pub(crate) fn begin(
         &self,
-        accounts: Vec<String>,
-        requests: Vec<(&'static str, String)>,
+        accounts: &[String],
+        requests: &[(&'static str, String)],
     ) -> Result<Prefetched, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Begin {
-            accounts,
-            requests,
-            reply,
-        })?;
-        answer.await.map_err(|_| stopped())?
+        let result = begin(&self.conn, accounts, requests);
+        if result.is_err() {
+            self.rollback();
+        }
+        result
     }
 
-    /// Writes the batch's rows and commits.
-    pub(crate) async fn commit(&self, rows: Rows) -> Result<(), WriteFailure> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Commit { rows, reply })
-            .map_err(WriteFailure::Commit)?;
-        answer.await.map_err(|_| WriteFailure::Commit(stopped()))?
+    /// Writes the rows and commits; on failure rolls back.
+    pub(crate) fn commit(&self, rows: &Rows) -> Result<(), WriteFailure> {
+        let result = write(&self.conn, rows)
+            .map_err(WriteFailure::Rows)
+            .and_then(|()| {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| WriteFailure::Commit(storage(e)))
+            });
+        if result.is_err() {
+            self.rollback();
+        }
+        result
     }
 
-    /// Rolls the open transaction back.
-    pub(crate) async fn rollback(&self) {
-        let (reply, answer) = oneshot::channel();
-        if self.send(Command::Rollback { reply }).is_ok() {
-            let _ = answer.await;
+    /// Rolls back the open transaction, if any.
+    pub(crate) fn rollback(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "rolling back a decision batch");
         }
     }
-
-    fn send(&self, command: Command) -> Result<(), Error> {
-        self.commands.send(command).map_err(|_| stopped())
-    }
-}
-
-fn stopped() -> Error {
-    Error::Storage("the decision writer has stopped".into())
 }
 
 fn storage(e: rusqlite::Error) -> Error {
     Error::Storage(e.to_string())
-}
-
-/// The thread: one command at a time, until every handle is gone.
-fn serve(conn: Connection, commands: Receiver<Command>) {
-    for command in commands {
-        match command {
-            Command::Begin {
-                accounts,
-                requests,
-                reply,
-            } => {
-                let result = begin(&conn, &accounts, &requests);
-                if result.is_err() {
-                    roll_back(&conn);
-                }
-                let _ = reply.send(result);
-            }
-            Command::Commit { rows, reply } => {
-                let result = write(&conn, &rows)
-                    .map_err(WriteFailure::Rows)
-                    .and_then(|()| {
-                        conn.execute_batch("COMMIT")
-                            .map_err(|e| WriteFailure::Commit(storage(e)))
-                    });
-                if result.is_err() {
-                    roll_back(&conn);
-                }
-                let _ = reply.send(result);
-            }
-            Command::Rollback { reply } => {
-                roll_back(&conn);
-                let _ = reply.send(());
-            }
-        }
-    }
-}
-
-fn roll_back(conn: &Connection) {
-    if !conn.is_autocommit()
-        && let Err(e) = conn.execute_batch("ROLLBACK")
-    {
-        tracing::warn!(error = %e, "rolling back a decision batch");
-    }
 }
 
 fn begin(

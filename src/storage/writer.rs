@@ -25,11 +25,12 @@
 use std::{future::Future, pin::Pin};
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
-use tokio::sync::mpsc;
+use tokio::{runtime::Handle, sync::mpsc};
 
 use super::{
     Store,
     batch::{self, Batch},
+    sqlite_writer::{DecisionConnection, WriteFailure},
 };
 use crate::domain::Error;
 
@@ -95,10 +96,31 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task over `store`.
+    /// Starts the writer over `store` (needs a Tokio runtime): on a SQLite file, a thread of
+    /// its own with the decision connection; otherwise a task.
     pub fn start(store: Store) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, rx));
+        let decisions = store.sqlite_path().map(DecisionConnection::open);
+        match decisions {
+            Some(Ok(decisions)) => {
+                let runtime = Handle::current();
+                let spawned = std::thread::Builder::new()
+                    .name("accessgrant-writer".into())
+                    .spawn(move || run_on_thread(store, decisions, runtime, rx));
+                if let Err(e) = spawned {
+                    // The receiver is gone with the closure: writes fail and readiness says
+                    // NOT_SERVING (fail closed).
+                    tracing::error!(error = %e, "could not start the writer thread");
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "no decision connection; decisions use the pool");
+                tokio::spawn(run(store, rx));
+            }
+            None => {
+                tokio::spawn(run(store, rx));
+            }
+        }
         Self { jobs }
     }
 
@@ -117,32 +139,41 @@ impl Writer {
     }
 }
 
+/// The async writer (PostgreSQL, in-memory SQLite): every batch through the pool.
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&store, std::mem::take(&mut batch)).await;
+        let started = std::time::Instant::now();
+        metrics::histogram!(crate::metrics::AUDIT_BATCH_SIZE).record(batch.len() as f64);
+        commit_pooled(&store, std::mem::take(&mut batch)).await;
+        metrics::histogram!(crate::metrics::AUDIT_WRITE_DURATION)
+            .record(started.elapsed().as_secs_f64());
     }
 }
 
-async fn commit_batch(store: &Store, batch: Vec<Job>) {
-    let started = std::time::Instant::now();
-    metrics::histogram!(crate::metrics::AUDIT_BATCH_SIZE).record(batch.len() as f64);
-    match store.decisions() {
-        // Runs of batch-only jobs go to the decision connection, the rest through the pool,
-        // one run after another in arrival order.
-        Some(decisions) => {
-            for (batch_only, run) in runs(batch) {
-                if batch_only {
-                    commit_decisions(store, decisions, run).await;
-                } else {
-                    commit_pooled(store, run).await;
-                }
+/// The SQLite writer thread: runs of decisions on the decision connection, inline; other
+/// changes through the pool (driven on this thread with the runtime's handle), one run after
+/// another in arrival order.
+fn run_on_thread(
+    store: Store,
+    decisions: DecisionConnection,
+    runtime: Handle,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        let started = std::time::Instant::now();
+        metrics::histogram!(crate::metrics::AUDIT_BATCH_SIZE).record(batch.len() as f64);
+        for (batch_only, run) in runs(std::mem::take(&mut batch)) {
+            if batch_only {
+                commit_decisions(&store, &decisions, &runtime, run);
+            } else {
+                runtime.block_on(commit_pooled(&store, run));
             }
         }
-        None => commit_pooled(store, batch).await,
+        metrics::histogram!(crate::metrics::AUDIT_WRITE_DURATION)
+            .record(started.elapsed().as_secs_f64());
     }
-    metrics::histogram!(crate::metrics::AUDIT_WRITE_DURATION)
-        .record(started.elapsed().as_secs_f64());
 }
 
 /// Splits a batch into maximal runs of consecutive jobs that are (or are not) batch-only.
@@ -157,43 +188,43 @@ fn runs(batch: Vec<Job>) -> Vec<(bool, Vec<Job>)> {
     out
 }
 
-/// Commits batch-only jobs through SQLite's decision connection: one hop to begin and read
-/// what they announced, the jobs against the batch's memory, one hop to write and commit.
-/// A job that fails is answered and the others run again without it; rows that fail to
-/// write send the run to the careful mode on the pool.
-async fn commit_decisions(
+/// Commits batch-only jobs on SQLite's decision connection, on the writer thread: begin and
+/// read what they announced, run the jobs against the batch's memory (their futures never
+/// wait: everything they read is already there), write the buffered rows, commit. A job that
+/// fails is answered and the others run again without it; rows that fail to write send the
+/// run to the careful mode on the pool, which finds the job they belong to.
+fn commit_decisions(
     store: &Store,
-    decisions: &super::sqlite_writer::DecisionConnection,
+    decisions: &DecisionConnection,
+    runtime: &Handle,
     mut jobs: Vec<Job>,
 ) {
-    let _lock = store.lock_writes().await;
+    let lock = store.lock_writes_blocking();
     while !jobs.is_empty() {
         if store.file_lost() {
             let lost = Error::Storage("the database file is missing or was replaced".into());
-            fail_all(&mut jobs, lost).await;
+            runtime.block_on(fail_all(&mut jobs, lost));
             return;
         }
         let (accounts, requests) = announced(&jobs);
-        let prefetched = match decisions.begin(accounts.clone(), requests.clone()).await {
+        let prefetched = match decisions.begin(&accounts, &requests) {
             Ok(found) => found,
             Err(e) => {
-                fail_all(&mut jobs, e).await;
+                runtime.block_on(fail_all(&mut jobs, e));
                 return;
             }
         };
         let batch = Batch::detached();
         {
             let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
-            let requests: Vec<(&'static str, &str)> = requests
-                .iter()
-                .map(|(rpc, id)| (*rpc, id.as_str()))
-                .collect();
+            let requests: Vec<(&'static str, &str)> =
+                requests.iter().map(|(rpc, id)| (*rpc, id.as_str())).collect();
             batch.install(&accounts, &requests, prefetched);
         }
         let mut pending: Vec<Reply> = Vec::with_capacity(jobs.len());
         let mut failed = None;
         for (index, job) in jobs.iter_mut().enumerate() {
-            let (disposition, reply) = (job.run)(Ok(&batch)).await;
+            let (disposition, reply) = futures::executor::block_on((job.run)(Ok(&batch)));
             if disposition == Disposition::Keep {
                 pending.push(reply);
             } else {
@@ -204,30 +235,29 @@ async fn commit_decisions(
         if let Some((index, reply)) = failed {
             // Nothing was written yet: roll back, answer the failed job, re-run the rest.
             drop(pending);
-            decisions.rollback().await;
+            decisions.rollback();
             reply(Ok(()));
             drop(jobs.remove(index));
             continue;
         }
-        match decisions.commit(batch.take_rows()).await {
+        match decisions.commit(&batch.take_rows()) {
             Ok(()) => {
                 store.notify_commit();
                 for reply in pending {
                     reply(Ok(()));
                 }
             }
-            Err(super::sqlite_writer::WriteFailure::Commit(e)) => {
+            Err(WriteFailure::Commit(e)) => {
                 metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "commit")
                     .increment(pending.len() as u64);
                 for reply in pending {
                     reply(Err(e.clone()));
                 }
             }
-            Err(super::sqlite_writer::WriteFailure::Rows(_)) => {
+            Err(WriteFailure::Rows(_)) => {
                 // Some job's rows were refused: find it, one savepoint per job.
-                drop(pending);
-                drop(_lock);
-                commit_isolated(store, jobs).await;
+                drop((pending, lock));
+                runtime.block_on(commit_isolated(store, jobs));
             }
         }
         return;

@@ -217,8 +217,10 @@ fn commit_decisions(
         let batch = Batch::detached();
         {
             let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
-            let requests: Vec<(&'static str, &str)> =
-                requests.iter().map(|(rpc, id)| (*rpc, id.as_str())).collect();
+            let requests: Vec<(&'static str, &str)> = requests
+                .iter()
+                .map(|(rpc, id)| (*rpc, id.as_str()))
+                .collect();
             batch.install(&accounts, &requests, prefetched);
         }
         let mut pending: Vec<Reply> = Vec::with_capacity(jobs.len());

@@ -27,7 +27,7 @@ const SWEEP_ROUNDS: usize = 50;
 
 impl App {
     /// One sweep: records the lapse of every grant whose period ended and is not audited yet,
-    /// [`SWEEP_BATCH`] per transaction, at most [`SWEEP_ROUNDS`] transactions (a backlog,
+    /// `SWEEP_BATCH` (200) per transaction, at most `SWEEP_ROUNDS` (50) transactions (a backlog,
     /// e.g. after downtime, drains over the next sweeps). Returns how many lapses this replica
     /// recorded.
     pub async fn sweep_expired_grants(&self) -> Result<usize, Error> {

@@ -7,8 +7,8 @@
 //! sat idle between statements while decisions queued. The SQLite writer instead runs on a
 //! thread of its own ([`super::writer`]) and calls this connection directly: a decision batch
 //! is `BEGIN IMMEDIATE`, a few point reads of what its jobs announced, the jobs against the
-//! batch's memory ([`super::batch::Batch::detached`]), prepared inserts, `COMMIT` — with no
-//! hop in between.
+//! batch's memory (a detached `Batch`, see [`super::batch`]), prepared inserts, `COMMIT` —
+//! with no hop in between.
 //!
 //! Only batch-only jobs (assumption decisions, which announce their account and request id)
 //! come here; other changes use the pool's writer connection. The writer runs one batch at a

@@ -1,12 +1,14 @@
 //! The single writer path with **group commit**.
 //!
-//! Every change is a job sent to one writer task. The writer takes whatever jobs are waiting
-//! (up to [`MAX_BATCH`]), reads what they announced (accounts, request ids) in a few
-//! statements, runs them one after another inside **one** transaction — their new rows
-//! buffered and written with multi-row statements ([`super::batch`]) — and commits once. Only after that commit is durable does any job's caller get its answer. One fsync
-//! then covers a whole batch instead of one per request, while every job still sees the
-//! effects of the jobs before it (chain heads, sequences, grant state), so per-account ordering
-//! and hash chains are exactly those of running the jobs one by one.
+//! Every change is a job sent to one writer (a task; on a SQLite file a thread of its own, see
+//! [`super::sqlite_writer`]). The writer takes whatever jobs are waiting (up to
+//! [`MAX_BATCH`]), reads what they announced (accounts, request ids) in a few statements, runs
+//! them one after another inside **one** transaction — their new rows buffered and written
+//! with multi-row statements ([`super::batch`]) — and commits once. Only after that commit is
+//! durable does any job's caller get its answer. One fsync then covers a whole batch instead
+//! of one per request, while every job still sees the effects of the jobs before it (chain
+//! heads, sequences, grant state), so per-account ordering and hash chains are exactly those
+//! of running the jobs one by one.
 //!
 //! **A failing job fails alone.** Jobs are re-runnable (they answer through a reply the writer
 //! calls at most once), so the common case needs no per-job savepoint — two statements, and on
@@ -15,12 +17,14 @@
 //! partial writes along with everything else), the failed job gets its error, and the others
 //! run again in a new transaction — in the same order, now without it. A second failure in
 //! the same batch switches to the careful mode: a savepoint per job, so each further failure
-//! is rolled back alone. Either way a job's answer is sent once, after the commit that holds
-//! its writes (or with the error that kept them out).
+//! is rolled back alone. Writing the buffered rows can fail without any job to blame (a row
+//! of an earlier job is refused): then the batch goes straight to the careful mode, where each
+//! job's rows are written inside its own savepoint. Either way a job's answer is sent once,
+//! after the commit that holds its writes (or with the error that kept them out).
 //!
 //! If the commit fails, every job of the batch answers with the error: nothing of the batch
-//! was written, and nothing was acknowledged. The writer runs on its own task, so a client
-//! that disconnects never cuts a transaction in half.
+//! was written, and nothing was acknowledged. The writer owns the jobs, so a client that
+//! disconnects never cuts a transaction in half.
 
 use std::{future::Future, pin::Pin};
 

@@ -249,17 +249,9 @@ fn commit_decisions(
         match decisions.commit(&batch.take_rows()) {
             Ok(()) => {
                 store.notify_commit();
-                for reply in pending {
-                    reply(Ok(()));
-                }
+                answer_all(pending, Ok(()));
             }
-            Err(WriteFailure::Commit(e)) => {
-                metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "commit")
-                    .increment(pending.len() as u64);
-                for reply in pending {
-                    reply(Err(e.clone()));
-                }
-            }
+            Err(WriteFailure::Commit(e)) => answer_all(pending, Err(e)),
             Err(WriteFailure::Rows(_)) => {
                 // Some job's rows were refused: find it, one savepoint per job.
                 drop((pending, lock));
@@ -375,14 +367,7 @@ async fn commit_optimistic(store: &Store, jobs: &mut [Job]) -> Pass {
         return Pass::FlushFailed;
     }
     drop(batch);
-    let outcome = txn.commit().await;
-    if outcome.is_err() {
-        metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "commit")
-            .increment(pending.len() as u64);
-    }
-    for reply in pending {
-        reply(outcome.clone());
-    }
+    commit_and_answer(txn, pending).await;
     Pass::Done
 }
 
@@ -438,7 +423,18 @@ async fn commit_isolated(store: &Store, mut jobs: Vec<Job>) {
             }
         }
     }
+    commit_and_answer(txn, pending).await;
+}
+
+/// Commits, then answers every pending job with the outcome: its writes are durable, or
+/// none of the batch's are.
+async fn commit_and_answer(txn: super::WriteTxn, pending: Vec<Reply>) {
     let outcome = txn.commit().await;
+    answer_all(pending, outcome);
+}
+
+/// Answers every pending job with a commit's outcome (counting a failed commit).
+fn answer_all(pending: Vec<Reply>, outcome: Result<(), Error>) {
     if outcome.is_err() {
         metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES, "stage" => "commit")
             .increment(pending.len() as u64);

@@ -94,8 +94,8 @@ async fn run_idempotent<T, F>(
     op: F,
 ) -> Result<T, Error>
 where
-    T: Serialize + DeserializeOwned + Send + Sync + 'static,
-    F: for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T> + Send + 'static,
+    T: Response,
+    F: WriteOp<T>,
 {
     if let Some(k) = &idem
         && let Replay::Stored(first) =
@@ -108,6 +108,21 @@ where
         idempotency::remember(batch, k.scope, &k.request_id, &k.fingerprint, &out, now)?;
     }
     Ok(out)
+}
+
+/// What a change answers: remembered as JSON for `request_id` replays, sent across tasks.
+pub trait Response: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Response for T {}
+
+/// A change's work inside the write batch, given "now". `Clone`: the writer may run it more
+/// than once (a pass it rolled back); only the committed attempt is answered.
+pub trait WriteOp<T>:
+    for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T> + Clone + Send + 'static
+{
+}
+impl<T, F> WriteOp<T> for F where
+    F: for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T> + Clone + Send + 'static
+{
 }
 
 /// A boxed future borrowing the write batch.
@@ -169,16 +184,13 @@ impl App {
     /// once (the writer re-runs a rolled-back pass), so it is `Clone` and must have no effect
     /// outside the transaction; only the committed attempt's result is answered.
     ///
-    /// The work runs on the writer task: if the client disconnects or its deadline passes,
+    /// The work runs on the writer: if the client disconnects or its deadline passes,
     /// the change still either commits whole or rolls back whole; it is never cut between the
     /// change and its audit event.
     pub(crate) async fn write<T, F>(&self, idem: Option<Idempotency>, op: F) -> Result<T, Error>
     where
-        T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T>
-            + Clone
-            + Send
-            + 'static,
+        T: Response,
+        F: WriteOp<T>,
     {
         self.write_on(None, idem, op).await
     }
@@ -193,11 +205,8 @@ impl App {
         op: F,
     ) -> Result<T, Error>
     where
-        T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: for<'t> FnOnce(&'t Batch<'t>, DateTime<Utc>) -> TxnFuture<'t, T>
-            + Clone
-            + Send
-            + 'static,
+        T: Response,
+        F: WriteOp<T>,
     {
         let request = idem.as_ref().map(|k| (k.scope, k.request_id.clone()));
         let (answer, answered) = oneshot::channel::<Result<T, Error>>();

@@ -1,10 +1,12 @@
 //! Persistence: sea-orm entities, migrations and repositories over SQLite (embedded default) or
 //! PostgreSQL.
 //!
-//! **Write discipline.** Every change runs in one transaction obtained from
-//! [`Store::begin_write`], which writes the grant/account rows *and* their audit event together
-//! or not at all. On SQLite, writes also pass through one in-process mutex and start with
-//! `BEGIN IMMEDIATE`: a deferred transaction that reads first and then writes would try to
+//! **Write discipline.** Every change runs in one transaction — a group-commit batch
+//! ([`writer`], [`batch`]) — which writes the grant/account rows *and* their audit event
+//! together or not at all. It is obtained from [`Store::begin_write`], except for SQLite
+//! decision batches, which the writer runs on its own connection ([`sqlite_writer`]) under the
+//! same mutex and the same `BEGIN IMMEDIATE`. On SQLite, writes pass through one in-process
+//! mutex and start with `BEGIN IMMEDIATE`: a deferred transaction that reads first and then writes would try to
 //! upgrade its read lock, and SQLite answers such an upgrade with `SQLITE_BUSY` at once (no
 //! busy wait) whenever another writer got there first. Taking the write lock up front, one
 //! writer at a time, makes that impossible, and readers are never blocked (WAL mode). On

@@ -268,3 +268,84 @@ async fn lost_database_file_fails_closed() {
         .unwrap_err();
     assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
 }
+
+/// Upgrading a database written before chain heads carried their time: each existing head
+/// gets its last event's time (0 when the event is missing), the `(account_id, occur_time)`
+/// index goes, and the step can be undone and redone.
+#[tokio::test]
+async fn chain_head_time_migration_backfills_existing_heads() {
+    use accessgrant::storage::migrations::Migrator;
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    use sea_orm_migration::MigratorTrait;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(7)).await.unwrap();
+    // A blob literal each backend accepts.
+    let blob = |hex: &str| match backend() {
+        Backend::Sqlite => format!("X'{hex}'"),
+        Backend::Postgres => format!("'\\x{hex}'::bytea"),
+    };
+    db.execute_unprepared(&format!(
+        "INSERT INTO audit_events (event_id, account_id, sequence, occur_time_us, kind, \
+         actor_type, actor_value, detail_json, request_id, prev_hash, hash) VALUES \
+         ('e1', 'acme', 1, 100, 'ACCOUNT_CREATED', 'system', '', '{{}}', '', {}, {}), \
+         ('e2', 'acme', 2, 250, 'ASSUMPTION_ALLOWED', 'system', '', '{{}}', '', {}, {})",
+        blob("00"),
+        blob("01"),
+        blob("01"),
+        blob("02")
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared(&format!(
+        "INSERT INTO audit_chain_heads (account_id, last_sequence, last_hash) VALUES \
+         ('acme', 2, {}), ('ghost', 3, {})",
+        blob("02"),
+        blob("03")
+    ))
+    .await
+    .unwrap();
+    let time_index_count = || async {
+        let sql = match backend() {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_events_account_time'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'audit_events_account_time'"
+            }
+        };
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+    };
+    assert_eq!(time_index_count().await, 1);
+
+    Migrator::up(&db, None).await.unwrap();
+    let heads = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT account_id, last_occur_time_us FROM audit_chain_heads ORDER BY account_id",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.try_get_by_index::<String>(0).unwrap(),
+                r.try_get_by_index::<i64>(1).unwrap(),
+            )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(heads, [("acme".to_owned(), 250), ("ghost".to_owned(), 0)]);
+    assert_eq!(time_index_count().await, 0);
+
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(time_index_count().await, 1);
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(time_index_count().await, 0);
+}

@@ -53,6 +53,10 @@ pub async fn append(
         let account_id = event.account_id.as_str().to_owned();
         let head = batch.chain_head(&account_id).await?;
         let sequence = head.last_sequence + 1;
+        // Never before the previous event, even if the clock stepped back: time order and
+        // sequence order agree, which is what lets `page` find a time range by sequence.
+        let occur_time_us = to_us(now).max(head.last_occur_time_us);
+        let occur_time = from_us(occur_time_us)?;
         // Time-ordered (UUIDv7): new ids land at the right edge of the `event_id` index
         // instead of a random leaf, so a batch dirties (and fsyncs) far fewer pages.
         let event_id = uuid::Uuid::now_v7().to_string();
@@ -62,7 +66,7 @@ pub async fn append(
             event_id: &event_id,
             account_id: &account_id,
             sequence,
-            occur_time: now,
+            occur_time,
             kind: event.kind,
             actor: &event.actor,
             detail_json: &detail_json,
@@ -74,7 +78,7 @@ pub async fn append(
             event_id: event_id.clone(),
             account_id: account_id.clone(),
             sequence,
-            occur_time_us: to_us(now),
+            occur_time_us,
             kind: event.kind.as_str().to_owned(),
             actor_type: actor_type.to_owned(),
             actor_value: actor_value.to_owned(),
@@ -192,7 +196,9 @@ pub struct EventFilter {
 
 /// One page of an account's events, newest first: those with a sequence below
 /// `before_sequence` (all when `None`) that match `filter`, at most `limit`. Keyset paging on
-/// the `(account_id, sequence)` index: the cost of a page does not grow with its depth.
+/// the `(account_id, sequence)` index: the cost of a page does not grow with its depth. A
+/// time range becomes a sequence range first ([`first_sequence_at`]), so a narrow range deep
+/// in a long log is found without scanning the events after it.
 pub async fn page(
     db: &impl ConnectionTrait,
     account_id: &str,
@@ -210,12 +216,21 @@ pub async fn page(
             query.filter(audit_event::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
     }
     // Stored times are whole microseconds; a bound with a fraction of one rounds up, so
-    // "at or after start" and "before end" stay exact.
+    // "at or after start" and "before end" stay exact. The time conditions stay next to the
+    // sequence bounds they imply: they cost nothing on the rows in range.
     if let Some(start) = filter.start_time {
-        query = query.filter(audit_event::Column::OccurTimeUs.gte(to_us_ceil(start)));
+        let start_us = to_us_ceil(start);
+        let first = first_sequence_at(db, account_id, start_us).await?;
+        query = query
+            .filter(audit_event::Column::Sequence.gte(first))
+            .filter(audit_event::Column::OccurTimeUs.gte(start_us));
     }
     if let Some(end) = filter.end_time {
-        query = query.filter(audit_event::Column::OccurTimeUs.lt(to_us_ceil(end)));
+        let end_us = to_us_ceil(end);
+        let past_end = first_sequence_at(db, account_id, end_us).await?;
+        query = query
+            .filter(audit_event::Column::Sequence.lt(past_end))
+            .filter(audit_event::Column::OccurTimeUs.lt(end_us));
     }
     query
         .order_by_desc(audit_event::Column::Sequence)
@@ -225,6 +240,61 @@ pub async fn page(
         .into_iter()
         .map(to_domain)
         .collect()
+}
+
+/// The smallest sequence of the account's events at or after `time_us` (one past the last
+/// event when none is). Binary search over `(account_id, sequence)`, ~2·log₂(events) point
+/// reads: there is no time index, because appends never give an event a time below its
+/// predecessor's ([`append`]), so sequence order is time order.
+pub async fn first_sequence_at(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    time_us: i64,
+) -> Result<i64, Error> {
+    // The first event at or after sequence `from`: (its sequence, its time). Probing with
+    // `>=` rather than `=` keeps the search right even where sequences have gaps.
+    let probe = |from: i64| async move {
+        audit_event::Entity::find()
+            .select_only()
+            .column(audit_event::Column::Sequence)
+            .column(audit_event::Column::OccurTimeUs)
+            .filter(audit_event::Column::AccountId.eq(account_id))
+            .filter(audit_event::Column::Sequence.gte(from))
+            .order_by_asc(audit_event::Column::Sequence)
+            .limit(1)
+            .into_tuple::<(i64, i64)>()
+            .one(db)
+            .await
+    };
+    let last = audit_event::Entity::find()
+        .select_only()
+        .column(audit_event::Column::Sequence)
+        .column(audit_event::Column::OccurTimeUs)
+        .filter(audit_event::Column::AccountId.eq(account_id))
+        .order_by_desc(audit_event::Column::Sequence)
+        .limit(1)
+        .into_tuple::<(i64, i64)>()
+        .one(db)
+        .await?;
+    let last = match last {
+        None => return Ok(1),
+        // The usual "up to now" bound: past the whole log, no search.
+        Some((last, last_time_us)) if last_time_us < time_us => return Ok(last.saturating_add(1)),
+        Some((last, _)) => last,
+    };
+    // Invariant: every event below `low` is before `time_us`; the first event at or after
+    // `high` (if any) is not.
+    let (mut low, mut high) = (1_i64, last.saturating_add(1));
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match probe(mid).await? {
+            Some((sequence, occur_time_us)) if occur_time_us < time_us => {
+                low = sequence.saturating_add(1)
+            }
+            _ => high = mid,
+        }
+    }
+    Ok(low)
 }
 
 /// Events after `after_position` in global commit order, for one account or all, at most

@@ -56,6 +56,9 @@ pub struct ChainHead {
     pub last_sequence: i64,
     /// Hash of the account's last event (the genesis hash: none yet).
     pub last_hash: Vec<u8>,
+    /// Time of the account's last event, in microseconds (0: none yet). The next event's
+    /// time is never below it, so time ranges map to sequence ranges.
+    pub last_occur_time_us: i64,
 }
 
 /// A response stored for a `request_id`.
@@ -168,6 +171,7 @@ impl<'a> Batch<'a> {
                     account_id: h.account_id,
                     last_sequence: h.last_sequence,
                     last_hash: h.last_hash,
+                    last_occur_time_us: h.last_occur_time_us,
                 })
                 .collect();
         }
@@ -215,9 +219,8 @@ impl<'a> Batch<'a> {
             );
         }
         for h in found.heads {
-            state
-                .heads
-                .insert(h.account_id, stored_head(h.last_sequence, h.last_hash));
+            let head = h.head();
+            state.heads.insert(h.account_id, head);
         }
         for (scope, request_id) in keys {
             state
@@ -257,7 +260,11 @@ impl<'a> Batch<'a> {
             .one(self.txn()?)
             .await?;
         let head = stored
-            .map(|h| stored_head(h.last_sequence, h.last_hash))
+            .map(|h| ChainHead {
+                last_sequence: h.last_sequence,
+                last_hash: h.last_hash,
+                last_occur_time_us: h.last_occur_time_us,
+            })
             .unwrap_or_else(genesis);
         self.state()
             .heads
@@ -270,6 +277,7 @@ impl<'a> Batch<'a> {
         let head = ChainHead {
             last_sequence: event.sequence,
             last_hash: event.hash.clone(),
+            last_occur_time_us: event.occur_time_us,
         };
         let mut state = self.state();
         if !state.moved_heads.contains(&event.account_id) {
@@ -329,6 +337,7 @@ impl<'a> Batch<'a> {
                 Some(HeadRow {
                     last_sequence: head.last_sequence,
                     last_hash: head.last_hash.clone(),
+                    last_occur_time_us: head.last_occur_time_us,
                     account_id,
                 })
             })
@@ -399,6 +408,7 @@ async fn write_rows(txn: &DatabaseTransaction, rows: Rows) -> Result<(), Error> 
             account_id: Set(h.account_id),
             last_sequence: Set(h.last_sequence),
             last_hash: Set(h.last_hash),
+            last_occur_time_us: Set(h.last_occur_time_us),
         });
         audit_chain_head::Entity::insert_many(models)
             .on_conflict(
@@ -406,6 +416,7 @@ async fn write_rows(txn: &DatabaseTransaction, rows: Rows) -> Result<(), Error> 
                     .update_columns([
                         audit_chain_head::Column::LastSequence,
                         audit_chain_head::Column::LastHash,
+                        audit_chain_head::Column::LastOccurTimeUs,
                     ])
                     .to_owned(),
             )
@@ -463,6 +474,18 @@ pub(crate) struct HeadRow {
     pub(crate) account_id: String,
     pub(crate) last_sequence: i64,
     pub(crate) last_hash: Vec<u8>,
+    pub(crate) last_occur_time_us: i64,
+}
+
+impl HeadRow {
+    /// The head this row stores.
+    fn head(&self) -> ChainHead {
+        ChainHead {
+            last_sequence: self.last_sequence,
+            last_hash: self.last_hash.clone(),
+            last_occur_time_us: self.last_occur_time_us,
+        }
+    }
 }
 
 /// A stored response row.
@@ -505,13 +528,7 @@ fn genesis() -> ChainHead {
     ChainHead {
         last_sequence: 0,
         last_hash: GENESIS_HASH.to_vec(),
-    }
-}
-
-fn stored_head(last_sequence: i64, last_hash: Vec<u8>) -> ChainHead {
-    ChainHead {
-        last_sequence,
-        last_hash,
+        last_occur_time_us: 0,
     }
 }
 

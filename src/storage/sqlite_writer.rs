@@ -115,7 +115,8 @@ fn begin(
         .map_err(storage)?;
     let mut head = conn
         .prepare_cached(
-            "SELECT last_sequence, last_hash FROM audit_chain_heads WHERE account_id = ?1",
+            "SELECT last_sequence, last_hash, last_occur_time_us FROM audit_chain_heads \
+             WHERE account_id = ?1",
         )
         .map_err(storage)?;
     for id in accounts {
@@ -142,14 +143,15 @@ fn begin(
             found.grants.push(row.into_domain()?);
         }
         let stored = head
-            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()
             .map_err(storage)?;
-        if let Some((last_sequence, last_hash)) = stored {
+        if let Some((last_sequence, last_hash, last_occur_time_us)) = stored {
             found.heads.push(HeadRow {
                 account_id: id.clone(),
                 last_sequence,
                 last_hash,
+                last_occur_time_us,
             });
         }
     }
@@ -234,14 +236,21 @@ fn write(conn: &Connection, rows: &Rows) -> Result<(), Error> {
     if !rows.heads.is_empty() {
         let mut upsert = conn
             .prepare_cached(
-                "INSERT INTO audit_chain_heads (account_id, last_sequence, last_hash) \
-                 VALUES (?1, ?2, ?3) ON CONFLICT (account_id) DO UPDATE SET \
-                 last_sequence = excluded.last_sequence, last_hash = excluded.last_hash",
+                "INSERT INTO audit_chain_heads (account_id, last_sequence, last_hash, \
+                 last_occur_time_us) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (account_id) \
+                 DO UPDATE SET last_sequence = excluded.last_sequence, \
+                 last_hash = excluded.last_hash, \
+                 last_occur_time_us = excluded.last_occur_time_us",
             )
             .map_err(storage)?;
         for h in &rows.heads {
             upsert
-                .execute(params![h.account_id, h.last_sequence, h.last_hash])
+                .execute(params![
+                    h.account_id,
+                    h.last_sequence,
+                    h.last_hash,
+                    h.last_occur_time_us
+                ])
                 .map_err(storage)?;
         }
     }

@@ -16,6 +16,8 @@ pub struct Model {
     pub last_sequence: i64,
     /// Hash of the newest event.
     pub last_hash: Vec<u8>,
+    /// Time of the newest event (microseconds): the next one is never earlier.
+    pub last_occur_time_us: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -123,6 +123,10 @@ struct Args {
     /// with a million events to show that the first page does not grow with the log.
     #[arg(long)]
     list_account: Option<String>,
+    /// The `list` scenario asks only for events of this recent window (`start_time` = now −
+    /// window), e.g. `1h`: a time-filtered first page.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    list_window: Option<Duration>,
 }
 
 impl Args {
@@ -270,6 +274,8 @@ struct Accounts {
     allow_len: usize,
     /// The account the `list` scenario reads, if not a seeded one.
     list_account: Option<String>,
+    /// The recent window the `list` scenario asks for, if any.
+    list_window: Option<Duration>,
 }
 
 impl Accounts {
@@ -279,6 +285,7 @@ impl Accounts {
             ids: (0..count).map(|n| format!("lg-{run_id}-{n}")).collect(),
             allow_len: count / 2,
             list_account: None,
+            list_window: None,
         }
     }
 
@@ -579,9 +586,16 @@ impl Worker {
             Some(id) => id.clone(),
             None => self.rng.pick(&self.accounts.ids),
         };
+        let start_time = self.accounts.list_window.map(|window| {
+            let start = std::time::SystemTime::now()
+                .checked_sub(window)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            prost_types::Timestamp::from(start)
+        });
         let request = ListAuditEventsRequest {
             account_id,
             page_size: 50,
+            start_time,
             ..Default::default()
         };
         Outcome::of(self.clients.audit.list_audit_events(request).await)
@@ -1029,6 +1043,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let clients = connect(&args, &auth).await?;
     let accounts = Arc::new(Accounts {
         list_account: args.list_account.clone(),
+        list_window: args.list_window,
         ..Accounts::new(&run_id, args.accounts)
     });
     let seeding = seed(&clients, &accounts).await?;

@@ -251,21 +251,6 @@ pub async fn first_sequence_at(
     account_id: &str,
     time_us: i64,
 ) -> Result<i64, Error> {
-    // The first event at or after sequence `from`: (its sequence, its time). Probing with
-    // `>=` rather than `=` keeps the search right even where sequences have gaps.
-    let probe = |from: i64| async move {
-        audit_event::Entity::find()
-            .select_only()
-            .column(audit_event::Column::Sequence)
-            .column(audit_event::Column::OccurTimeUs)
-            .filter(audit_event::Column::AccountId.eq(account_id))
-            .filter(audit_event::Column::Sequence.gte(from))
-            .order_by_asc(audit_event::Column::Sequence)
-            .limit(1)
-            .into_tuple::<(i64, i64)>()
-            .one(db)
-            .await
-    };
     let last = audit_event::Entity::find()
         .select_only()
         .column(audit_event::Column::Sequence)
@@ -282,19 +267,52 @@ pub async fn first_sequence_at(
         Some((last, last_time_us)) if last_time_us < time_us => return Ok(last.saturating_add(1)),
         Some((last, _)) => last,
     };
-    // Invariant: every event below `low` is before `time_us`; the first event at or after
-    // `high` (if any) is not.
-    let (mut low, mut high) = (1_i64, last.saturating_add(1));
-    while low < high {
-        let mid = low + (high - low) / 2;
-        match probe(mid).await? {
-            Some((sequence, occur_time_us)) if occur_time_us < time_us => {
-                low = sequence.saturating_add(1)
-            }
-            _ => high = mid,
-        }
-    }
-    Ok(low)
+    binary_search_sequence(db, account_id, time_us, last).await
+}
+
+/// The search of [`first_sequence_at`] as one recursive query, so it costs one round trip
+/// rather than one per probe. Each step probes the first event at or after the middle of
+/// `[low, high)` (`>=` rather than `=`, so gaps in sequences cannot mislead it): before
+/// `time_us` moves `low` past it, otherwise `high` comes down to the middle. Invariant: every
+/// event below `low` is before `time_us`, none at or after `high` is.
+async fn binary_search_sequence(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    time_us: i64,
+    last: i64,
+) -> Result<i64, Error> {
+    use sea_orm::{DbBackend, Statement, Value};
+    let backend = db.get_database_backend();
+    let (account, time, end) = match backend {
+        DbBackend::Postgres => ("$1", "$2", "$3"),
+        _ => ("?1", "?2", "?3"),
+    };
+    let probe = |column: &str| {
+        format!(
+            "(SELECT {column} FROM audit_events WHERE account_id = {account} \
+             AND sequence >= low + (high - low) / 2 ORDER BY sequence LIMIT 1)"
+        )
+    };
+    let (probe_time, probe_sequence) = (probe("occur_time_us"), probe("sequence"));
+    let sql = format!(
+        "WITH RECURSIVE search(low, high) AS (\
+         SELECT CAST(1 AS BIGINT), CAST({end} AS BIGINT) \
+         UNION ALL SELECT \
+         CASE WHEN {probe_time} < {time} THEN {probe_sequence} + 1 ELSE low END, \
+         CASE WHEN {probe_time} < {time} THEN high ELSE low + (high - low) / 2 END \
+         FROM search WHERE low < high) \
+         SELECT MAX(low) FROM search"
+    );
+    let values = vec![
+        Value::from(account_id),
+        Value::from(time_us),
+        Value::from(last.saturating_add(1)),
+    ];
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .ok_or_else(|| Error::Internal("time search returned no row".into()))?;
+    Ok(row.try_get_by_index::<i64>(0)?)
 }
 
 /// Events after `after_position` in global commit order, for one account or all, at most

@@ -9,7 +9,7 @@
 //!
 //! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`,
 //!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
-//!   benchmark tools of `scripts/bench`.
+//!   benchmark tools of `scripts/bench` and `scripts/growth`.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
 //! - [`server`] — assembles services, health, reflection; background upkeep (readiness,
 //!   pruning) and the expiry sweep task; runs until shutdown, then drains.

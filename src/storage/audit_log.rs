@@ -243,9 +243,10 @@ pub async fn page(
 }
 
 /// The smallest sequence of the account's events at or after `time_us` (one past the last
-/// event when none is). Binary search over `(account_id, sequence)`, ~2·log₂(events) point
-/// reads: there is no time index, because appends never give an event a time below its
-/// predecessor's ([`append`]), so sequence order is time order.
+/// event when none is). Binary search over `(account_id, sequence)`: ~log₂(events) halvings
+/// of a few index probes each, in one statement. There is no time index — it cost every
+/// append one more random page to write — because appends never give an event a time below
+/// its predecessor's ([`append`]), so sequence order is time order.
 pub async fn first_sequence_at(
     db: &impl ConnectionTrait,
     account_id: &str,

@@ -180,9 +180,12 @@ fn token(command: TokenCommand) -> ExitCode {
         }
         TokenCommand::Generate => {
             use base64::Engine;
+            // 256 bits from the operating system's generator.
             let mut bytes = [0u8; 32];
-            bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-            bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            if let Err(e) = getrandom::fill(&mut bytes) {
+                eprintln!("accessgrant: no randomness from the operating system: {e}");
+                return ExitCode::FAILURE;
+            }
             let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
             println!("{token}");
             eprintln!(

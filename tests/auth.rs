@@ -447,3 +447,35 @@ async fn token_hash_command_matches_the_server() {
         .unwrap_err();
     assert_error(&status, Code::NotFound, "ACCOUNT_NOT_FOUND");
 }
+
+/// `accessgrant token generate` prints a fresh 256-bit base64url token on stdout and its
+/// `token_sha256` line (what goes into the config) on stderr; two runs never repeat.
+#[test]
+fn token_generate_prints_a_fresh_token_and_its_hash() {
+    use base64::Engine;
+    let generate = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
+            .args(["token", "generate"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        (
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+            String::from_utf8(out.stderr).unwrap().trim().to_owned(),
+        )
+    };
+    let (first, first_hash_line) = generate();
+    let (second, _) = generate();
+    assert_ne!(first, second);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&first)
+        .unwrap();
+    assert_eq!(bytes.len(), 32);
+    assert_eq!(
+        first_hash_line,
+        format!(
+            "token_sha256 = \"{}\"",
+            hex::encode(token::sha256(first.as_bytes()))
+        )
+    );
+}

@@ -282,28 +282,23 @@ async fn chain_head_time_migration_backfills_existing_heads() {
     let url = fresh_database_url(dir.path()).await;
     let db = Database::connect(&url).await.unwrap();
     Migrator::up(&db, Some(7)).await.unwrap();
-    // A blob literal each backend accepts.
-    let blob = |hex: &str| match backend() {
-        Backend::Sqlite => format!("X'{hex}'"),
-        Backend::Postgres => format!("'\\x{hex}'::bytea"),
-    };
     db.execute_unprepared(&format!(
         "INSERT INTO audit_events (event_id, account_id, sequence, occur_time_us, kind, \
          actor_type, actor_value, detail_json, request_id, prev_hash, hash) VALUES \
          ('e1', 'acme', 1, 100, 'ACCOUNT_CREATED', 'system', '', '{{}}', '', {}, {}), \
          ('e2', 'acme', 2, 250, 'ASSUMPTION_ALLOWED', 'system', '', '{{}}', '', {}, {})",
-        blob("00"),
-        blob("01"),
-        blob("01"),
-        blob("02")
+        blob(&[0x00]),
+        blob(&[0x01]),
+        blob(&[0x01]),
+        blob(&[0x02])
     ))
     .await
     .unwrap();
     db.execute_unprepared(&format!(
         "INSERT INTO audit_chain_heads (account_id, last_sequence, last_hash) VALUES \
          ('acme', 2, {}), ('ghost', 3, {})",
-        blob("02"),
-        blob("03")
+        blob(&[0x02]),
+        blob(&[0x03])
     ))
     .await
     .unwrap();
@@ -348,4 +343,46 @@ async fn chain_head_time_migration_backfills_existing_heads() {
     assert_eq!(time_index_count().await, 1);
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(time_index_count().await, 0);
+}
+
+/// On a SQLite file the writer thread asks to run ahead of request handling (nice −5, see
+/// `storage::thread_priority`). With the privilege (root, as in CI) every writer thread of
+/// this process gets it; without it they keep the default 0 and the server goes on.
+#[tokio::test]
+async fn writer_thread_priority_is_raised_when_permitted() {
+    if sqlite_only("writer_thread_priority_is_raised_when_permitted") {
+        return;
+    }
+    let _s = spawn_server().await;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    let expected = if root { -5 } else { 0 };
+    // The nice value of every thread named like the writer (field 19 of its stat line).
+    let writer_nices = || -> Vec<i64> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+                let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+                (name == "accessgrant-wri").then(|| rest.split(' ').nth(16)?.parse().ok())?
+            })
+            .collect()
+    };
+    // A writer thread sets its priority as it starts; other tests' servers start theirs too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let nices = writer_nices();
+        if !nices.is_empty() && nices.iter().all(|n| *n == expected) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writer threads' nice values {nices:?}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -38,6 +38,7 @@ pub mod idempotency;
 pub mod migrations;
 pub mod sqlite_file;
 pub mod sqlite_writer;
+pub mod thread_priority;
 pub mod writer;
 
 use std::{ops::Deref, sync::Arc, time::Duration};

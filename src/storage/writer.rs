@@ -35,6 +35,7 @@ use super::{
     Store,
     batch::{self, Batch},
     sqlite_writer::{DecisionConnection, WriteFailure},
+    thread_priority::{WRITER_NICE, set_current_thread_nice},
 };
 use crate::domain::Error;
 
@@ -164,6 +165,14 @@ fn run_on_thread(
     runtime: Handle,
     mut rx: mpsc::Receiver<Job>,
 ) {
+    match set_current_thread_nice(WRITER_NICE) {
+        Ok(()) => tracing::debug!(nice = WRITER_NICE, "writer thread priority raised"),
+        Err(e) => tracing::info!(
+            error = %e,
+            "writer thread keeps the default priority (raising it needs CAP_SYS_NICE): \
+             under CPU saturation, commits compete with request handling"
+        ),
+    }
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         let started = std::time::Instant::now();

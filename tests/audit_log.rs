@@ -853,7 +853,8 @@ async fn time_ranges_stay_exact_over_missing_events() {
 }
 
 /// A clock that steps back does not put an event before its predecessor: it takes the
-/// previous event's time, the chain verifies, and time ranges still find it.
+/// previous event's time, the chain verifies, and time ranges still find it. The decision
+/// made meanwhile carries the same time as its event.
 #[tokio::test]
 async fn event_times_never_go_back_along_a_chain() {
     let s = spawn_server().await;
@@ -861,7 +862,7 @@ async fn event_times_never_go_back_along_a_chain() {
     s.clock.advance(chrono::Duration::hours(1));
     s.authorize("acme").await; // seq 2 at t0+1h
     s.clock.advance(chrono::Duration::minutes(-30));
-    s.authorize("acme").await; // seq 3: the clock reads t0+30m
+    let behind = s.authorize("acme").await; // seq 3: the clock reads t0+30m
     s.clock.advance(chrono::Duration::hours(1));
     s.authorize("acme").await; // seq 4 at t0+1h30m
 
@@ -875,6 +876,16 @@ async fn event_times_never_go_back_along_a_chain() {
     assert_eq!(
         times,
         [t0(), hour, hour, hour + chrono::Duration::minutes(30)]
+    );
+    let assumption = behind.assumption.unwrap();
+    assert_eq!(
+        time(assumption.start_time.as_ref().unwrap()),
+        hour,
+        "the assumption starts when its event says it did"
+    );
+    assert_eq!(
+        s.assumption(&assumption.assumption_id).await.start_time,
+        assumption.start_time
     );
     assert!(verify(&s, "acme").await.unwrap().intact);
     let page = list(

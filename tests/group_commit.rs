@@ -151,6 +151,78 @@ async fn a_failing_job_does_not_sink_its_batch() {
     }
 }
 
+/// A batch whose `COMMIT` fails (every statement before it succeeded) answers each of its
+/// jobs with `UNAVAILABLE` and leaves nothing behind: no assumption or event of a failed call,
+/// an intact chain for the calls that did commit, and a writer that goes on deciding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_commit_answers_its_whole_batch_and_writes_nothing() {
+    let s = spawn_server().await;
+    s.create_account("good", pb::AccountPlan::Trial).await;
+    s.create_account("bad", pb::AccountPlan::Trial).await;
+    s.fail_commits("commit_fault", "bad").await;
+
+    let status = s
+        .support()
+        .authorize_assumption(authorize_request("bad"))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORAGE_UNAVAILABLE");
+    assert_eq!(s.authorize("good").await.decision(), pb::Decision::Allow);
+
+    let mut tasks = Vec::new();
+    for n in 0..120 {
+        let mut support = s.support();
+        let id = if n % 3 == 0 { "bad" } else { "good" };
+        tasks.push(tokio::spawn(async move {
+            (
+                id,
+                support.authorize_assumption(authorize_request(id)).await,
+            )
+        }));
+    }
+    let mut allowed: HashSet<String> = HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            ("bad", result) => {
+                assert_error(
+                    &result.unwrap_err(),
+                    Code::Unavailable,
+                    "STORAGE_UNAVAILABLE",
+                );
+            }
+            (_, Ok(r)) => {
+                let r = r.into_inner();
+                assert_eq!(r.decision(), pb::Decision::Allow);
+                allowed.insert(r.assumption.unwrap().assumption_id);
+            }
+            // A good call batched with a bad one shares its failed commit.
+            (_, Err(status)) => assert_error(&status, Code::Unavailable, "STORAGE_UNAVAILABLE"),
+        }
+    }
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM assumptions WHERE account_id = 'bad'")
+            .await,
+        0
+    );
+    assert_eq!(s.events("bad").await.len(), 1, "only its creation");
+    // Exactly the answered ALLOWs (and the lone one before) were written.
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM assumptions WHERE account_id = 'good'")
+            .await,
+        allowed.len() as i64 + 1
+    );
+    let events = s.events("good").await;
+    assert_eq!(events.len(), allowed.len() + 2);
+    let store = Store::connect(&s.database_url).await.unwrap();
+    let v = accessgrant::storage::audit_log::verify(&store, "good")
+        .await
+        .unwrap();
+    assert!(v.intact(), "{v:?}");
+
+    s.remove_commit_fault("commit_fault").await;
+    assert_eq!(s.authorize("bad").await.decision(), pb::Decision::Allow);
+}
+
 /// Decisions batched with grant changes on the same accounts are decided against exactly the
 /// grant state the log shows before them: walking each account's events in sequence order, no
 /// grant-based ALLOW follows a disable and no GRANT_DISABLED denial follows an enable. (On

@@ -218,21 +218,39 @@ impl App {
         // The job runs on the writer task; its span is a child of the request's span, so a
         // trace shows the storage work under the RPC that asked for it.
         let span = tracing::info_span!(parent: &tracing::Span::current(), "storage.transaction");
+        let announced_account = account.clone();
         let run: JobFn = Box::new(move |batch| {
-            let (op, idem, clock, answer, store) = (
+            let (op, idem, clock, answer, store, announced) = (
                 op.clone(),
                 idem.clone(),
                 clock.clone(),
                 answer.clone(),
                 store.clone(),
+                announced_account.clone(),
             );
             Box::pin(tracing::Instrument::instrument(
                 async move {
                     let (result, appended) = audit_log::APPENDED
                         .scope(std::cell::RefCell::new(Vec::new()), async move {
                             let result = match batch {
-                                // Read the clock inside the batch, in commit order.
-                                Ok(batch) => run_idempotent(batch, clock.now(), idem, op).await,
+                                // Read the clock inside the batch, in commit order; a
+                                // change on an announced account takes the time its audit
+                                // event will carry.
+                                Ok(batch) => match &announced {
+                                    Some(account) => {
+                                        match audit_log::next_event_time(
+                                            batch,
+                                            account,
+                                            clock.now(),
+                                        )
+                                        .await
+                                        {
+                                            Ok(now) => run_idempotent(batch, now, idem, op).await,
+                                            Err(e) => Err(e),
+                                        }
+                                    }
+                                    None => run_idempotent(batch, clock.now(), idem, op).await,
+                                },
                                 Err(e) => Err(e),
                             };
                             (result, audit_log::APPENDED.with(|a| a.take()))

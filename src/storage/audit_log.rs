@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use super::{
     Store,
-    batch::{Batch, EventRow},
+    batch::{Batch, ChainHead, EventRow},
     entities::{audit_chain_head, audit_event},
     from_us, to_us, to_us_ceil,
 };
@@ -40,6 +40,28 @@ pub struct Appended {
     pub sequence: i64,
 }
 
+/// The time of the next event of `account_id`'s chain, given the clock reads `now`.
+///
+/// A change that announces its account takes this as its "now" (see
+/// `service::App::write_on`), so what it decides and returns (an assumption's `start_time`,
+/// the expiry it computes) carries the same time as its audit event, even while the clock is
+/// behind the chain.
+pub async fn next_event_time(
+    batch: &Batch<'_>,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, Error> {
+    not_before(&batch.chain_head(account_id).await?, now)
+}
+
+/// `now` at storage precision (microseconds, which is what the hash covers), or the time of
+/// the chain's last event if that is later: events never go back in time along a chain, even
+/// if the clock steps back, so time order and sequence order agree, which is what lets
+/// [`page`] find a time range by sequence.
+fn not_before(head: &ChainHead, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
+    from_us(to_us(now).max(head.last_occur_time_us))
+}
+
 /// Appends `event` to its account's chain at time `now`, in the batch: the next sequence and
 /// the hash link come from the batch's view of the chain head (which includes the events
 /// buffered before it), and the event is written with the batch, in append order. The
@@ -53,10 +75,8 @@ pub async fn append(
         let account_id = event.account_id.as_str().to_owned();
         let head = batch.chain_head(&account_id).await?;
         let sequence = head.last_sequence + 1;
-        // Never before the previous event, even if the clock stepped back: time order and
-        // sequence order agree, which is what lets `page` find a time range by sequence.
-        let occur_time_us = to_us(now).max(head.last_occur_time_us);
-        let occur_time = from_us(occur_time_us)?;
+        let occur_time = not_before(&head, now)?;
+        let occur_time_us = to_us(occur_time);
         // Time-ordered (UUIDv7): new ids land at the right edge of the `event_id` index
         // instead of a random leaf, so a batch dirties (and fsyncs) far fewer pages.
         let event_id = uuid::Uuid::now_v7().to_string();

@@ -376,6 +376,57 @@ impl TestServer {
         }
     }
 
+    /// Installs fault `name`: a transaction that appends an event of `account` fails at
+    /// `COMMIT` (a deferred foreign key the append trigger violates), after every statement of
+    /// it succeeded. Undo with [`TestServer::remove_commit_fault`].
+    pub async fn fail_commits(&self, name: &str, account: &str) {
+        self.sql(&format!(
+            "CREATE TABLE {name}_parent (id INTEGER PRIMARY KEY)"
+        ))
+        .await;
+        self.sql(&format!(
+            "CREATE TABLE {name}_child (parent INTEGER REFERENCES {name}_parent (id) \
+             DEFERRABLE INITIALLY DEFERRED)"
+        ))
+        .await;
+        match self.backend {
+            Backend::Sqlite => {
+                self.sql(&format!(
+                    "CREATE TRIGGER {name} AFTER INSERT ON audit_events \
+                     WHEN NEW.account_id = '{account}' \
+                     BEGIN INSERT INTO {name}_child VALUES (1); END;"
+                ))
+                .await;
+            }
+            Backend::Postgres => {
+                self.sql(&format!(
+                    "CREATE FUNCTION {name}_fn() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN INSERT INTO {name}_child VALUES (1); RETURN NEW; END $$"
+                ))
+                .await;
+                self.sql(&format!(
+                    "CREATE TRIGGER {name} AFTER INSERT ON audit_events FOR EACH ROW \
+                     WHEN (NEW.account_id = '{account}') EXECUTE FUNCTION {name}_fn()"
+                ))
+                .await;
+            }
+        }
+    }
+
+    /// Removes fault `name` installed by [`TestServer::fail_commits`].
+    pub async fn remove_commit_fault(&self, name: &str) {
+        match self.backend {
+            Backend::Sqlite => self.sql(&format!("DROP TRIGGER {name}")).await,
+            Backend::Postgres => {
+                self.sql(&format!("DROP TRIGGER {name} ON audit_events"))
+                    .await;
+                self.sql(&format!("DROP FUNCTION {name}_fn()")).await;
+            }
+        }
+        self.sql(&format!("DROP TABLE {name}_child")).await;
+        self.sql(&format!("DROP TABLE {name}_parent")).await;
+    }
+
     /// Removes fault `name` installed by [`TestServer::fail_audit_inserts`].
     pub async fn remove_fault(&self, name: &str) {
         match self.backend {

@@ -386,3 +386,36 @@ async fn writer_thread_priority_is_raised_when_permitted() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A percent-encoded SQLite URL names one file for every connection of the server: the pool
+/// (sqlx) decodes `%20`, and so do the decision connection and the file watch, so decisions
+/// land in the migrated file and no stray `a%20b` file appears.
+#[tokio::test]
+async fn a_percent_encoded_sqlite_url_names_one_file_for_every_connection() {
+    if sqlite_only("a_percent_encoded_sqlite_url_names_one_file_for_every_connection") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("a b");
+    let stray_dir = dir.path().join("a%20b");
+    std::fs::create_dir(&real_dir).unwrap();
+    std::fs::create_dir(&stray_dir).unwrap();
+    let url = format!(
+        "sqlite://{}/a%20b/accessgrant.db?mode=rwc",
+        dir.path().display()
+    );
+    use accessgrant::proto::v1 as pb;
+    let s = spawn_on(dir, url, |_| {}).await;
+    assert_eq!(
+        s.db_path.as_deref(),
+        Some(real_dir.join("accessgrant.db").as_path())
+    );
+    s.create_account("acme", pb::AccountPlan::Trial).await;
+    assert_eq!(s.authorize("acme").await.decision(), pb::Decision::Allow);
+    assert_eq!(
+        std::fs::read_dir(&stray_dir).unwrap().count(),
+        0,
+        "nothing opened the undecoded path"
+    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM assumptions").await, 1);
+}

@@ -8,8 +8,11 @@
 
 use std::{
     path::{Path, PathBuf},
+    str::FromStr,
     sync::atomic::{AtomicBool, Ordering},
 };
+
+use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 
 /// The file behind a `sqlite:` URL and its identity (device, inode) when opened.
 #[derive(Debug)]
@@ -22,16 +25,27 @@ pub struct SqliteFile {
     lost: AtomicBool,
 }
 
-/// The file path of a `sqlite:` URL; `None` for in-memory databases and other schemes.
+/// The file path of a `sqlite:` URL, exactly as the connection pool opens it; `None` for
+/// in-memory databases and other schemes.
+///
+/// The pool parses the URL with sqlx, which percent-decodes the file name
+/// (`sqlite://a%20b.db` is the file `a b.db`). Taking the name from the same parser keeps
+/// the decision connection ([`super::sqlite_writer`]) and the file watch on the pool's file;
+/// a hand-rolled split once pointed them at a file named `a%20b.db`.
 pub fn path_of(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") || path == "memory:" {
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = database.is_empty()
+        || database.starts_with(":memory:")
+        || database == "memory:"
+        || params.split('&').any(|p| p == "mode=memory");
+    if in_memory {
         return None;
     }
-    Some(PathBuf::from(path))
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
 }
 
 fn identity(path: &Path) -> Option<(u64, u64)> {
@@ -94,6 +108,23 @@ mod tests {
         );
         assert_eq!(path_of("sqlite:x.db").unwrap().to_str(), Some("x.db"));
         assert!(path_of("sqlite::memory:").is_none());
+        assert!(path_of("sqlite://?mode=memory").is_none());
+        assert!(path_of("sqlite://x.db?cache=shared&mode=memory").is_none());
         assert!(path_of("postgres://u@h/db").is_none());
+    }
+
+    /// The pool (sqlx) percent-decodes the file name; so must every other opener.
+    #[test]
+    fn percent_encoded_paths_are_decoded_like_the_pool_does() {
+        assert_eq!(
+            path_of("sqlite:///tmp/a%20b/x%25y.db?mode=rwc")
+                .unwrap()
+                .to_str(),
+            Some("/tmp/a b/x%y.db")
+        );
+        assert_eq!(
+            path_of("sqlite://q%3Fr.db").unwrap().to_str(),
+            Some("q?r.db")
+        );
     }
 }

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
     batch::{HeadRow, Prefetched, ResponseRow, Rows},
@@ -48,9 +48,15 @@ pub struct DecisionConnection {
 }
 
 impl DecisionConnection {
-    /// Opens the database file.
+    /// Opens the database file, which must exist: the pool created and migrated it. Never
+    /// creating one means a path that does not name the pool's file fails here (and decisions
+    /// fall back to the pool) instead of writing into a new, empty file.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let conn = Connection::open(path).map_err(storage)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(storage)?;
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; \

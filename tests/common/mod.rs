@@ -192,7 +192,8 @@ pub async fn spawn_server_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     spawn_on(dir, database_url, adjust).await
 }
 
-async fn spawn_on(
+/// Starts a server on `database_url`, keeping `dir` (its files) alive as long as the server.
+pub async fn spawn_on(
     dir: tempfile::TempDir,
     database_url: String,
     adjust: impl FnOnce(&mut Config),

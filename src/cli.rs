@@ -132,10 +132,21 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if matches!(command, Job::Serve)
+        && crate::storage::sqlite_file::path_of(&config.database_url).is_some()
+        && crate::storage::thread_priority::lower_workers()
     {
+        // The SQLite writer thread cannot be raised above request handling: lower request
+        // handling below it instead (see `storage::thread_priority`).
+        builder.on_thread_start(|| {
+            let _ = crate::storage::thread_priority::set_current_thread_nice(
+                crate::storage::thread_priority::FALLBACK_WORKER_NICE,
+            );
+        });
+    }
+    let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("accessgrant: cannot start the async runtime: {e}");

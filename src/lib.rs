@@ -31,8 +31,8 @@
 //!   sweep that audits lapsed grants exactly once across replicas.
 //! - [`storage`] — sea-orm entities, migrations and repositories; the group-commit writer
 //!   (one transaction and one fsync per batch; a failed job is rolled back without sinking the
-//!   others; on a SQLite file a thread of its own, at raised priority when permitted), the
-//!   write batch (announced rows read up front, new rows buffered and written together), the
+//!   others; on a SQLite file a thread of its own, ahead of request handling: raised when
+//!   permitted, else the request workers step down), the write batch (announced rows read up front, new rows buffered and written together), the
 //!   SQLite decision connection (plain SQLite, prepared statements, no async hops), the write
 //!   fence that serializes writers across PostgreSQL replicas, the one audit appender, the
 //!   SQLite read cache of accounts and grants, and the SQLite file watch (fail closed if the

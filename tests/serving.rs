@@ -238,6 +238,13 @@ async fn lost_database_file_fails_closed() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
     }
+    // At once, not after the next readiness probe: writers check the file themselves.
+    let status = s
+        .support()
+        .authorize_assumption(authorize_request("acme"))
+        .await
+        .unwrap_err();
+    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
     let mut health = HealthClient::new(s.channel.clone());
     let mut statuses = (ServingStatus::Serving, ServingStatus::Serving);
     for _ in 0..60 {
@@ -267,6 +274,36 @@ async fn lost_database_file_fails_closed() {
         .await
         .unwrap_err();
     assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+}
+
+/// A decision whose batch commits into a file deleted while the batch waited for it is not
+/// acknowledged: the commit went to a file nobody will read again.
+#[tokio::test]
+async fn a_file_lost_during_a_commit_is_never_acknowledged() {
+    use accessgrant::proto::v1 as pb;
+    if sqlite_only("a_file_lost_during_a_commit_is_never_acknowledged") {
+        return;
+    }
+    let s = spawn_server().await;
+    s.create_account("acme", pb::AccountPlan::Trial).await;
+    let db_path = s.db_path.clone().expect("a SQLite file");
+    // Another connection holds SQLite's write lock: the writer passes its check of the file,
+    // then waits in `BEGIN IMMEDIATE`.
+    let (store, txn) = s.hold_write_lock().await;
+    let mut support = s.support();
+    let decision = tokio::spawn(async move {
+        support
+            .authorize_assumption(authorize_request("acme"))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", db_path.display())).unwrap();
+    }
+    txn.rollback().await.unwrap();
+    let status = decision.await.unwrap().unwrap_err();
+    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+    store.close().await.unwrap();
 }
 
 /// Upgrading a database written before chain heads carried their time: each existing head
@@ -384,6 +421,101 @@ async fn writer_thread_priority_is_raised_when_permitted() {
             "writer threads' nice values {nices:?}, expected {expected}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `accessgrant serve` keeps the SQLite writer thread ahead of request handling with or
+/// without the privilege to raise a priority: with `CAP_SYS_NICE` the writer runs at nice −5
+/// and the request workers at 0; without it (here: root with the capability dropped, or any
+/// other user) the writer stays at 0 and the workers step down to +5.
+#[tokio::test]
+async fn binary_keeps_the_writer_ahead_of_request_workers() {
+    if sqlite_only("binary_keeps_the_writer_ahead_of_request_workers") {
+        return;
+    }
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    // (run without CAP_SYS_NICE, expected writer nice, expected worker nice)
+    let mut cases = vec![(false, if root { -5 } else { 0 }, if root { 0 } else { 5 })];
+    if root {
+        cases.push((true, 0, 5));
+    }
+    for (drop_cap, writer_nice, worker_nice) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database_url(dir.path()).await;
+        let bin = env!("CARGO_BIN_EXE_accessgrant");
+        let serve = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "",
+            "--database-url",
+            &url,
+        ];
+        let mut command = if drop_cap {
+            let mut c = tokio::process::Command::new("setpriv");
+            c.args([
+                "--bounding-set",
+                "-sys_nice",
+                "--inh-caps",
+                "-sys_nice",
+                "--",
+                bin,
+            ]);
+            c
+        } else {
+            tokio::process::Command::new(bin)
+        };
+        let child = command
+            .args(serve)
+            .env_remove("ACCESSGRANT_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        // Thread name → nice values, once the writer thread (started after migrations) is up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (writers, workers) = loop {
+            let mut writers = Vec::new();
+            let mut workers = Vec::new();
+            for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+                let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+                    continue;
+                };
+                let Some((name, rest)) =
+                    stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "))
+                else {
+                    continue;
+                };
+                let nice: i64 = rest.split(' ').nth(16).unwrap().parse().unwrap();
+                match name {
+                    "accessgrant-wri" => writers.push(nice),
+                    "tokio-rt-worker" => workers.push(nice),
+                    _ => {}
+                }
+            }
+            if !writers.is_empty() && !workers.is_empty() {
+                break (writers, workers);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no writer thread appeared (drop_cap {drop_cap})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(writers, [writer_nice], "writer, drop_cap {drop_cap}");
+        assert!(
+            workers.iter().all(|n| *n == worker_nice),
+            "workers {workers:?}, expected {worker_nice}, drop_cap {drop_cap}"
+        );
+        drop(child);
     }
 }
 

@@ -150,6 +150,8 @@ pub struct WriteTxn {
     _guard: Option<OwnedMutexGuard<()>>,
     /// Notified after a successful commit.
     commits: Arc<watch::Sender<u64>>,
+    /// The SQLite file, re-checked after the commit (see [`Store::confirm_file`]).
+    file: Option<Arc<sqlite_file::SqliteFile>>,
 }
 
 impl WriteTxn {
@@ -159,9 +161,12 @@ impl WriteTxn {
         self.txn.rollback().await.map_err(Error::from)
     }
 
-    /// Commits durably, then wakes audit watchers.
+    /// Commits durably, then wakes audit watchers. Fails if the SQLite file is no longer the
+    /// one the server opened: the commit then went to a file nobody will read again, and no
+    /// caller may be told it is durable.
     pub async fn commit(self) -> Result<(), Error> {
         self.txn.commit().await.map_err(Error::from)?;
+        confirm(self.file.as_deref())?;
         self.commits.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
@@ -307,11 +312,7 @@ impl Store {
     /// Starts a write transaction (see the module doc for why it is immediate and serialized
     /// on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTxn, Error> {
-        if self.file_lost() {
-            return Err(Error::Storage(
-                "the database file is missing or was replaced".into(),
-            ));
-        }
+        self.confirm_file()?;
         if self.backend() == DbBackend::Sqlite {
             let guard = self.write_lock.clone().lock_owned().await;
             let txn = self
@@ -325,6 +326,7 @@ impl Store {
                 txn,
                 _guard: Some(guard),
                 commits: self.commits.clone(),
+                file: self.file.clone(),
             })
         } else {
             let txn = self.db.begin().await?;
@@ -333,6 +335,7 @@ impl Store {
                 txn,
                 _guard: None,
                 commits: self.commits.clone(),
+                file: None,
             })
         }
     }
@@ -406,12 +409,28 @@ impl Store {
         self.file.as_ref().is_some_and(|f| f.is_lost())
     }
 
+    /// Checks, now (one `stat`), that the SQLite file is still the one the server opened.
+    /// Writers call it before a transaction and again after its commit, before anyone is
+    /// answered: a file deleted or replaced mid-flight must never be acknowledged into.
+    pub(crate) fn confirm_file(&self) -> Result<(), Error> {
+        confirm(self.file.as_deref())
+    }
+
     /// Closes the pool (after draining requests), so SQLite checkpoints its WAL.
     pub async fn close(self) -> Result<(), DbErr> {
         if self.backend() == DbBackend::Sqlite {
             self.writer.close().await?;
         }
         self.db.close().await
+    }
+}
+
+fn confirm(file: Option<&sqlite_file::SqliteFile>) -> Result<(), Error> {
+    match file {
+        Some(file) if !file.check() => Err(Error::Storage(
+            "the database file is missing or was replaced".into(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -7,11 +7,30 @@
 //! Measured under 2× overload on two cores (`docs/benchmarks.md`): ALLOW goodput 66–84% of
 //! peak at normal priority, 98–113% with the writer at nice −5, and no loss at peak.
 //!
-//! Raising a priority needs `CAP_SYS_NICE` (or root, or an `RLIMIT_NICE` that allows it);
-//! without it the writer keeps the default priority and the server says so once at start.
+//! Raising a priority needs `CAP_SYS_NICE` (or root, or an `RLIMIT_NICE` that allows it).
+//! Lowering one never does, and only the *ratio* of the two matters to the scheduler (CFS
+//! weights: nice −5 : 0 ≈ 0 : +5 ≈ 3 : 1). So where the writer cannot be raised, the server
+//! lowers its request workers to [`FALLBACK_WORKER_NICE`] instead ([`lower_workers`]), and
+//! says so once at start.
 
 /// The nice value the writer thread asks for (the default is 0; lower runs first).
 pub const WRITER_NICE: i32 = -5;
+
+/// The nice value of the runtime's threads when [`WRITER_NICE`] is not permitted: the same
+/// distance below the writer.
+pub const FALLBACK_WORKER_NICE: i32 = WRITER_NICE.abs();
+
+/// Whether the runtime's threads must step down for the writer: true when this process may
+/// not raise a thread's priority to [`WRITER_NICE`]. Probed on a short-lived thread of its
+/// own, so no thread that stays keeps the probe's priority.
+pub fn lower_workers() -> bool {
+    std::thread::Builder::new()
+        .name("accessgrant-nice-probe".into())
+        .spawn(|| set_current_thread_nice(WRITER_NICE).is_err())
+        .ok()
+        .and_then(|probe| probe.join().ok())
+        .unwrap_or(true)
+}
 
 /// Sets the calling thread's nice value (Linux: per thread). Fails without the privilege
 /// to raise it, and on systems without per-thread priorities.

@@ -169,8 +169,8 @@ fn run_on_thread(
         Ok(()) => tracing::debug!(nice = WRITER_NICE, "writer thread priority raised"),
         Err(e) => tracing::info!(
             error = %e,
-            "writer thread keeps the default priority (raising it needs CAP_SYS_NICE): \
-             under CPU saturation, commits compete with request handling"
+            "writer thread keeps the default priority (raising it needs CAP_SYS_NICE); \
+             `accessgrant serve` runs its request workers at nice +5 instead, below it"
         ),
     }
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
@@ -214,8 +214,7 @@ fn commit_decisions(
 ) {
     let lock = store.lock_writes_blocking();
     while !jobs.is_empty() {
-        if store.file_lost() {
-            let lost = Error::Storage("the database file is missing or was replaced".into());
+        if let Err(lost) = store.confirm_file() {
             runtime.block_on(fail_all(&mut jobs, lost));
             return;
         }
@@ -256,10 +255,15 @@ fn commit_decisions(
             continue;
         }
         match decisions.commit(&batch.take_rows()) {
-            Ok(()) => {
-                store.notify_commit();
-                answer_all(pending, Ok(()));
-            }
+            // Committed, but into a file that was deleted or replaced meanwhile: nobody will
+            // read it again, so nobody is told it is durable.
+            Ok(()) => match store.confirm_file() {
+                Ok(()) => {
+                    store.notify_commit();
+                    answer_all(pending, Ok(()));
+                }
+                Err(lost) => answer_all(pending, Err(lost)),
+            },
             Err(WriteFailure::Commit(e)) => answer_all(pending, Err(e)),
             Err(WriteFailure::Rows(_)) => {
                 // Some job's rows were refused: find it, one savepoint per job.

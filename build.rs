@@ -39,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("accessgrant_descriptor.bin"))
+        // Requests that fail to decode become INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::grpc::codec::Codec")
         .build_client(true)
         .build_server(true)
         .compile_protos(PROTOS, &[PROTO_ROOT])?;

@@ -37,8 +37,9 @@
 //!   fence that serializes writers across PostgreSQL replicas, the one audit appender, the
 //!   SQLite read cache of accounts and grants, and the SQLite file watch (fail closed if the
 //!   file vanishes).
-//! - [`grpc`] — thin handlers per service, request/response conversions with validation, and
-//!   the one `Error` → `Status` mapping.
+//! - [`grpc`] — thin handlers per service, request/response conversions with validation, the
+//!   one `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
+//!   bodies with `INVALID_ARGUMENT` instead of prost's `INTERNAL`.
 
 #![warn(missing_docs)]
 

@@ -783,3 +783,78 @@ async fn upsert_request_id_reused_for_another_account_is_rejected() {
     assert_error(&status, Code::InvalidArgument, "REQUEST_ID_REUSED");
     assert!(server.events("other").await.is_empty());
 }
+
+/// Sends `body` as the raw protobuf request of `method`, with no client-side encoding.
+async fn call_raw(s: &TestServer, method: &'static str, body: Vec<u8>) -> tonic::Status {
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    /// Bytes in, bytes out: the body goes on the wire exactly as given.
+    #[derive(Default)]
+    struct Raw;
+    impl Encoder for Raw {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            use prost::bytes::BufMut;
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl Decoder for Raw {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+            use prost::bytes::Buf;
+            Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+        }
+    }
+    impl Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Raw;
+        type Decoder = Raw;
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+        fn decoder(&mut self) -> Raw {
+            Raw
+        }
+    }
+
+    let mut grpc = tonic::client::Grpc::new(s.channel.clone());
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static(method),
+        Raw,
+    )
+    .await
+    .expect_err("a malformed body must be refused")
+}
+
+/// A body that is not a valid protobuf message is the caller's mistake: `INVALID_ARGUMENT`
+/// reason `MALFORMED_REQUEST` (not `INTERNAL`), on reads and writes alike, and nothing is
+/// written.
+#[tokio::test]
+async fn malformed_request_bodies_are_invalid_arguments() {
+    let s = spawn_server().await;
+    s.create_account("acme", pb::AccountPlan::Trial).await;
+    let bodies: [(&str, Vec<u8>); 4] = [
+        ("varint that never ends", vec![0xff, 0xff, 0xff, 0xff]),
+        ("length past the end", vec![0x0a, 0x10, b'a']),
+        ("account_id not UTF-8", vec![0x0a, 0x02, 0xc3, 0x28]),
+        ("wrong wire type for a string", vec![0x0d, 0, 0, 0, 0]),
+    ];
+    for method in [
+        "/accessgrant.v1.AccessGrantService/GetAccessGrant",
+        "/accessgrant.v1.SupportAccessService/AuthorizeAssumption",
+        "/accessgrant.v1.AuditService/ListAuditEvents",
+    ] {
+        for (what, body) in &bodies {
+            let status = call_raw(&s, method, body.clone()).await;
+            assert_eq!(status.code(), Code::InvalidArgument, "{method}: {what}");
+            assert_error(&status, Code::InvalidArgument, "MALFORMED_REQUEST");
+        }
+    }
+    assert_eq!(s.events("acme").await.len(), 1, "nothing was written");
+}

@@ -58,6 +58,10 @@ pub enum Error {
     /// the server's `max_deadline`). A write in progress still commits whole or not at all.
     #[error("deadline exceeded")]
     DeadlineExceeded,
+    /// The request body is not a valid encoding of its message (truncated, a wrong wire
+    /// type, a string that is not UTF-8): the caller's bug, not the server's.
+    #[error("malformed request message")]
+    MalformedRequest,
     /// The request message is larger than the server accepts.
     #[error("request too large")]
     RequestTooLarge,

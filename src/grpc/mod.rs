@@ -5,6 +5,7 @@
 pub mod access_grant;
 pub mod account;
 pub mod audit;
+pub mod codec;
 pub mod convert;
 pub mod permissions;
 pub mod status;

@@ -114,6 +114,12 @@ impl From<Error> for Status {
                 "the call did not finish within its deadline; a change in progress commits whole or not at all: read before retrying, or retry with the same request_id",
                 ErrorDetails::new(),
             ),
+            Error::MalformedRequest => status(
+                Code::InvalidArgument,
+                "MALFORMED_REQUEST",
+                "the request body is not a valid protobuf message of this RPC's request type",
+                ErrorDetails::new(),
+            ),
             Error::RequestTooLarge => status(
                 Code::ResourceExhausted,
                 "REQUEST_TOO_LARGE",

@@ -1123,6 +1123,34 @@ async fn verify_detects_a_deleted_newest_event() {
     assert_broken_at(&s, "acme", "missing-after-sequence-3").await;
 }
 
+/// The whole-database check (`audit verify` without `--account`) covers every account with
+/// events, also one whose chain-head row was deleted: that account is reported broken and the
+/// command exits 1.
+#[tokio::test]
+async fn whole_database_verify_covers_accounts_without_a_chain_head() {
+    let (s, _events) = four_event_chain().await;
+    s.create_account("other", pb::AccountPlan::Trial).await;
+    s.sql("DELETE FROM audit_chain_heads WHERE account_id = 'acme'")
+        .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
+        .args(["audit", "verify", "--database-url", &s.database_url])
+        .env_remove("ACCESSGRANT_CONFIG")
+        .env_remove("ACCESSGRANT_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("acme: BROKEN")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("other: intact")),
+        "{stdout}"
+    );
+}
+
 /// Swapping two events' sequences breaks the chain at one of them.
 #[tokio::test]
 async fn verify_detects_reordered_events() {

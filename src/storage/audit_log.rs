@@ -175,15 +175,21 @@ pub async fn verify(store: &Store, account_id: &str) -> Result<Verification, Err
     Ok(verifier.finish())
 }
 
-/// Every account that has an audit chain, for offline verification of the whole database.
+/// Every account that has an audit chain, for offline verification of the whole database:
+/// those with a chain head **and** those with events. Listing heads alone would let one
+/// deleted head row hide an account's whole log from the check.
 pub async fn chain_accounts(db: &impl ConnectionTrait) -> Result<Vec<String>, Error> {
-    Ok(audit_chain_head::Entity::find()
-        .order_by_asc(audit_chain_head::Column::AccountId)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|h| h.account_id)
-        .collect())
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT account_id FROM audit_chain_heads \
+             UNION SELECT DISTINCT account_id FROM audit_events \
+             ORDER BY account_id",
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| row.try_get_by_index::<String>(0).map_err(Error::from))
+        .collect()
 }
 
 /// One account's events in sequence order (oldest first), up to `limit`.

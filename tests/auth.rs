@@ -479,3 +479,61 @@ fn token_generate_prints_a_fresh_token_and_its_hash() {
         )
     );
 }
+
+/// A `request_id` is bound to the caller that used it: another principal replaying the same
+/// request with the same key gets `REQUEST_ID_REUSED`, not the first caller's ALLOW (which no
+/// audit event would attribute to it), and nothing is written; the first caller's own retry
+/// still gets its response back.
+#[tokio::test]
+async fn a_request_id_cannot_be_replayed_by_another_principal() {
+    let s = spawn_server_with(|c| {
+        c.principals.push(principal("admin", &Permission::ALL));
+        c.principals
+            .push(principal("tooling-a", &[Permission::AccessAuthorize]));
+        c.principals
+            .push(principal("tooling-b", &[Permission::AccessAuthorize]));
+    })
+    .await;
+    s.accounts()
+        .upsert_account(authed(
+            pb::UpsertAccountRequest {
+                account_id: "acme".into(),
+                plan: pb::AccountPlan::Trial.into(),
+                request_id: String::new(),
+            },
+            Some("token-of-admin"),
+        ))
+        .await
+        .unwrap();
+    let request = pb::AuthorizeAssumptionRequest {
+        request_id: "ticket-42-attempt-1".into(),
+        ..authorize_request("acme")
+    };
+    let first = s
+        .support()
+        .authorize_assumption(authed(request.clone(), Some("token-of-tooling-a")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.decision(), pb::Decision::Allow);
+
+    let replay = s
+        .support()
+        .authorize_assumption(authed(request.clone(), Some("token-of-tooling-b")))
+        .await
+        .unwrap_err();
+    assert_error(&replay, Code::InvalidArgument, "REQUEST_ID_REUSED");
+
+    let retry = s
+        .support()
+        .authorize_assumption(authed(request, Some("token-of-tooling-a")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM assumptions").await,
+        1,
+        "one decision, written once"
+    );
+}

@@ -44,7 +44,7 @@ impl App {
         caller: Caller,
     ) -> Result<Upserted, Error> {
         caller.require(Permission::AccountsWrite)?;
-        let idem = Idempotency::new("UpsertAccount", request_id.clone(), &cmd);
+        let idem = Idempotency::new("UpsertAccount", request_id.clone(), &caller.principal, &cmd);
         self.write(idem, move |batch, now| {
             Box::pin(async move {
                 let txn = batch.conn().await?;
@@ -132,7 +132,7 @@ impl App {
         caller: Caller,
     ) -> Result<(), Error> {
         caller.require(Permission::AccountsWrite)?;
-        let idem = Idempotency::new("DeleteAccount", request_id.clone(), &id);
+        let idem = Idempotency::new("DeleteAccount", request_id.clone(), &caller.principal, &id);
         self.write(idem, move |batch, now| {
             Box::pin(async move {
                 let txn = batch.conn().await?;

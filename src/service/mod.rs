@@ -129,7 +129,9 @@ impl<T, F> WriteOp<T> for F where
 pub type TxnFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
 
 /// Identifies a retried request: scope (the RPC), the client's key, and a fingerprint of the
-/// request's content so a key reused for another request is refused.
+/// request's content **and the calling principal**, so a key reused for another request, or
+/// by another caller, is refused. (Without the principal, a second service replaying a first
+/// one's key would receive the first one's ALLOW, with no audit event naming the second.)
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     /// The RPC.
@@ -145,14 +147,20 @@ impl Idempotency {
     pub fn new<C: Serialize>(
         scope: &'static str,
         request_id: Option<String>,
+        principal: &str,
         command: &C,
     ) -> Option<Self> {
         let request_id = request_id?;
         let json = serde_json::to_vec(command).unwrap_or_default();
+        // Length-prefixed, so no principal/command split can collide with another.
+        let mut hasher = Sha256::new();
+        hasher.update((principal.len() as u64).to_be_bytes());
+        hasher.update(principal.as_bytes());
+        hasher.update(json);
         Some(Self {
             scope,
             request_id,
-            fingerprint: hex::encode(Sha256::digest(json)),
+            fingerprint: hex::encode(hasher.finalize()),
         })
     }
 }

@@ -49,7 +49,7 @@ impl App {
             caller.require(Permission::AccessEmergency)?;
         }
         let limits = self.settings.lifetimes;
-        let idem = Idempotency::new("AuthorizeAssumption", request_id.clone(), &req);
+        let idem = Idempotency::new("AuthorizeAssumption", request_id.clone(), &caller.principal, &req);
         let emergency_reason = req.emergency.as_ref().map(|e| e.reason.as_str());
         let decision = self
             .write_on(
@@ -152,7 +152,7 @@ impl App {
         caller: Caller,
     ) -> Result<AssumptionView, Error> {
         caller.require(Permission::AccessAuthorize)?;
-        let idem = Idempotency::new("EndAssumption", request_id.clone(), &id);
+        let idem = Idempotency::new("EndAssumption", request_id.clone(), &caller.principal, &id);
         self.write(idem, move |batch, now| {
             Box::pin(async move {
                 let txn = batch.conn().await?;

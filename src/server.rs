@@ -59,6 +59,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// Another server already serves this SQLite file, or its lock could not be taken.
+    #[error("{0}")]
+    SqliteLock(#[from] crate::storage::sqlite_file::ServeLockError),
     /// A TLS file could not be read.
     #[error("tls: cannot read {path}: {source}")]
     TlsFile {
@@ -113,6 +116,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // One server per SQLite file; held until this function returns.
+    let _serve_lock = crate::storage::sqlite_file::path_of(&config.database_url)
+        .map(|path| crate::storage::sqlite_file::ServeLock::acquire(&path))
+        .transpose()?;
     let metrics_task = crate::metrics::start(config.metrics_listen).await;
     let store = open_store(&config).await?;
     let app = App::new(

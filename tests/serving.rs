@@ -519,6 +519,43 @@ async fn binary_keeps_the_writer_ahead_of_request_workers() {
     }
 }
 
+/// A second `accessgrant serve` on a SQLite file already being served is refused at start
+/// (its read cache would miss the first server's changes); once the first server stops, the
+/// file can be served again.
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused() {
+    if sqlite_only("a_second_server_on_the_same_sqlite_file_is_refused") {
+        return;
+    }
+    let serve = |url: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", ""])
+            .args(["--database-url", &url])
+            .env_remove("ACCESSGRANT_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    // The database lives in `dir`, which outlives the first server.
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let s = spawn_on(tempfile::tempdir().unwrap(), url.clone(), |_| {}).await;
+    let mut second = serve(url.clone()).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), second.wait())
+        .await
+        .expect("the second server must exit at once")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+
+    s.stop().await;
+    let mut third = serve(url).await;
+    // Serving, not exiting: still running after migrations had time to finish.
+    let early = tokio::time::timeout(Duration::from_secs(2), third.wait()).await;
+    assert!(early.is_err(), "the file is free again: {early:?}");
+}
+
 /// A percent-encoded SQLite URL names one file for every connection of the server: the pool
 /// (sqlx) decodes `%20`, and so do the decision connection and the file watch, so decisions
 /// land in the migrated file and no stray `a%20b` file appears.

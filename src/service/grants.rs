@@ -74,7 +74,12 @@ impl App {
         caller.require(Permission::GrantsWrite)?;
         // The actor's roles need no data: refuse a non-admin before touching the account.
         grant::authorize_actor(&cmd.actor)?;
-        let idem = Idempotency::new("EnableAccessGrant", request_id.clone(), &caller.principal, &cmd);
+        let idem = Idempotency::new(
+            "EnableAccessGrant",
+            request_id.clone(),
+            &caller.principal,
+            &cmd,
+        );
         self.write(idem, move |batch, now| {
             Box::pin(async move {
                 let txn = batch.conn().await?;
@@ -130,7 +135,12 @@ impl App {
     ) -> Result<GrantView, Error> {
         caller.require(Permission::GrantsWrite)?;
         grant::authorize_actor(&cmd.actor)?;
-        let idem = Idempotency::new("DisableAccessGrant", request_id.clone(), &caller.principal, &cmd);
+        let idem = Idempotency::new(
+            "DisableAccessGrant",
+            request_id.clone(),
+            &caller.principal,
+            &cmd,
+        );
         self.write(idem, move |batch, now| {
             Box::pin(async move {
                 let txn = batch.conn().await?;

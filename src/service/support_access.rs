@@ -49,7 +49,12 @@ impl App {
             caller.require(Permission::AccessEmergency)?;
         }
         let limits = self.settings.lifetimes;
-        let idem = Idempotency::new("AuthorizeAssumption", request_id.clone(), &caller.principal, &req);
+        let idem = Idempotency::new(
+            "AuthorizeAssumption",
+            request_id.clone(),
+            &caller.principal,
+            &req,
+        );
         let emergency_reason = req.emergency.as_ref().map(|e| e.reason.as_str());
         let decision = self
             .write_on(

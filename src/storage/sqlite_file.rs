@@ -48,6 +48,61 @@ pub fn path_of(url: &str) -> Option<PathBuf> {
     Some(options.get_filename().to_path_buf())
 }
 
+/// Held by `accessgrant serve` for as long as it serves a SQLite file, so a second server on
+/// the same file is refused at start instead of running beside the first. Two servers would
+/// keep deciding correctly (SQLite serializes their writes), but each one's read cache
+/// ([`super::grant_cache`]) would miss the other's changes: a `GetAccessGrant` could report a
+/// grant the customer disabled through the other process.
+///
+/// The lock is an exclusive `flock` on a file of its own next to the database
+/// (`<database>.serve-lock`), never on the database file: closing a descriptor of the database
+/// file would release SQLite's own locks on it. The operating system drops the lock when the
+/// process ends, even by `kill -9`, so a crash never leaves a stale lock behind.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+/// Why [`ServeLock::acquire`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeLockError {
+    /// Another process holds it.
+    #[error("another accessgrant server is serving this database (lock file {0})")]
+    Held(PathBuf),
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ServeLock {
+    /// Locks the database at `database` for serving, without waiting.
+    pub fn acquire(database: &Path) -> Result<Self, ServeLockError> {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".serve-lock");
+        let path = PathBuf::from(name);
+        let io = |source| ServeLockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ServeLockError::Held(path)),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+}
+
 fn identity(path: &Path) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {

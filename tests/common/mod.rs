@@ -119,6 +119,19 @@ pub fn sqlite_only(test_name: &str) -> bool {
     }
 }
 
+/// Whether this test must stop here because it runs several servers on one database, which
+/// only PostgreSQL supports: a SQLite file is served by one process (`ServeLock`). Says so
+/// on stderr when it skips.
+pub fn postgres_only(test_name: &str) -> bool {
+    match backend() {
+        Backend::Postgres => false,
+        Backend::Sqlite => {
+            eprintln!("{test_name}: skipped on sqlite: one server per SQLite file");
+            true
+        }
+    }
+}
+
 /// A literal of `bytes` for SQL run through [`TestServer::sql`]: `X'..'` on SQLite,
 /// `'\x..'::bytea` on PostgreSQL.
 pub fn blob(bytes: &[u8]) -> String {
@@ -153,7 +166,12 @@ pub struct TestServer {
 }
 
 /// Stops `server` and starts a new one on the same database (and clock time).
-pub async fn restart(mut server: TestServer) -> TestServer {
+pub async fn restart(server: TestServer) -> TestServer {
+    restart_with(server, |_| {}).await
+}
+
+/// [`restart`], letting the test adjust the new server's configuration.
+pub async fn restart_with(mut server: TestServer, adjust: impl FnOnce(&mut Config)) -> TestServer {
     let now = accessgrant::clock::Clock::now(&*server.clock);
     if let Some(tx) = server.shutdown.take() {
         let _ = tx.send(());
@@ -164,13 +182,13 @@ pub async fn restart(mut server: TestServer) -> TestServer {
     let TestServer {
         _dir, database_url, ..
     } = server;
-    let restarted = spawn_on(_dir, database_url, |_| {}).await;
+    let restarted = spawn_on(_dir, database_url, adjust).await;
     restarted.clock.set(now);
     restarted
 }
 
 /// Starts another server (a replica, with its own store, writer and clock set to the same
-/// time) on `primary`'s database. The primary must outlive it (it owns the SQLite file).
+/// time) on `primary`'s database (PostgreSQL only: see [`postgres_only`]).
 pub async fn spawn_replica(primary: &TestServer, adjust: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let replica = spawn_on(dir, primary.database_url.clone(), adjust).await;

@@ -237,6 +237,9 @@ pub enum ConfigError {
     },
 }
 
+/// Longest `[assumptions]` lifetime the config accepts.
+const MAX_ASSUMPTION_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+
 fn parse_duration(
     key: &'static str,
     value: Option<String>,
@@ -309,6 +312,22 @@ impl Config {
                     reason: "must be greater than zero".into(),
                 });
             }
+            // An assumption is a support session; no grant lasts longer than a year, and a
+            // larger cap would put expiry times past what timestamps (and clients) hold.
+            if value > MAX_ASSUMPTION_LIFETIME {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at most 366d".into(),
+                });
+            }
+        }
+        if emergency_lifetime > max_lifetime {
+            return Err(ConfigError::Invalid {
+                key: "assumptions.emergency_lifetime",
+                reason:
+                    "must not exceed assumptions.max_lifetime (emergencies get the shorter one)"
+                        .into(),
+            });
         }
         let idempotency_retention = parse_duration(
             "idempotency.retention",
@@ -585,6 +604,37 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.assumptions.max_lifetime, Duration::from_secs(7200));
         assert_eq!(c.assumptions.emergency_lifetime, Duration::from_secs(1800));
+    }
+
+    /// Lifetimes that would overflow expiry times, or give emergencies the longer one, stop
+    /// the process at start instead of failing every authorization later.
+    #[test]
+    fn assumption_lifetimes_are_bounded() {
+        let load = |max: &str, emergency: &str| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            write!(
+                f,
+                "[assumptions]\nmax_lifetime = \"{max}\"\nemergency_lifetime = \"{emergency}\""
+            )
+            .unwrap();
+            Config::load(Overrides {
+                config: Some(f.path().into()),
+                ..Overrides::default()
+            })
+        };
+        let key_of = |r: Result<Config, ConfigError>| match r {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        };
+        assert_eq!(key_of(load("100000000y", "1h")), "assumptions.max_lifetime");
+        assert_eq!(key_of(load("9000y", "1h")), "assumptions.max_lifetime");
+        assert_eq!(key_of(load("8h", "400d")), "assumptions.emergency_lifetime");
+        assert_eq!(key_of(load("1h", "2h")), "assumptions.emergency_lifetime");
+        let c = load("366d", "366d").unwrap();
+        assert_eq!(
+            c.assumptions.max_lifetime,
+            Duration::from_secs(366 * 86_400)
+        );
     }
 
     #[test]

@@ -321,6 +321,13 @@ async fn delete_and_conversion_revoke() {
     let t = s.authorize("tria").await.assumption.unwrap().assumption_id;
     s.create_account("tria", pb::AccountPlan::Paid).await;
     assert_eq!(s.assumption(&t).await.state(), State::Revoked);
+    // The conversion's event names the sessions it ended, like disable and delete do.
+    let converted = s.events("tria").await.pop().unwrap();
+    assert_eq!(converted.kind, EventKind::AccountConvertedToPaid);
+    assert_eq!(
+        detail(&converted)["revoked_assumption_ids"],
+        serde_json::json!([t])
+    );
     assert_eq!(
         s.authorize("tria").await.deny_reason(),
         pb::DenyReason::AccessDisabled

@@ -49,6 +49,7 @@ impl App {
             Box::pin(async move {
                 let txn = batch.conn().await?;
                 let existing = accounts::find_for_update(txn, &cmd.account_id).await?;
+                let mut revoked_ids = None;
                 let (account, kind) = match account::plan_change(existing.as_ref(), cmd.plan)? {
                     PlanChange::Unchanged => {
                         let account = existing.ok_or_else(|| {
@@ -84,23 +85,29 @@ impl App {
                         let record = grants::get(txn, &cmd.account_id).await?;
                         grants::update(txn, &cmd.account_id, &record.reset_for_paid(now)).await?;
                         // The paid grant starts off: trial-based assumptions lose their basis.
-                        assumptions::revoke_open(
+                        let revoked = assumptions::revoke_open(
                             txn,
                             cmd.account_id.as_str(),
                             Some(Basis::TrialAccount),
                             now,
                         )
                         .await?;
+                        revoked_ids = Some(revoked);
                         (account, EventKind::AccountConvertedToPaid)
                     }
                 };
+                let mut detail = json!({ "plan": cmd.plan.as_str(), "principal": caller.principal });
+                // Like disable and delete events: the log says which sessions the change ended.
+                if let Some(revoked) = revoked_ids {
+                    detail["revoked_assumption_ids"] = json!(revoked);
+                }
                 audit_log::append(
                     batch,
                     NewEvent {
                         account_id: cmd.account_id.clone(),
                         kind,
                         actor: EventActor::ServicePrincipal(caller.principal.clone()),
-                        detail: json!({ "plan": cmd.plan.as_str(), "principal": caller.principal }),
+                        detail,
                         request_id,
                     },
                     now,

@@ -1151,6 +1151,25 @@ async fn whole_database_verify_covers_accounts_without_a_chain_head() {
     );
 }
 
+/// A stored text that is not UTF-8 (SQLite stores whatever bytes it is given) is corruption,
+/// not an outage: verification reports the chain broken at that event (the CLI exits 1), and
+/// a page that would show it fails `INTERNAL`, not `UNAVAILABLE` ("retry later").
+#[tokio::test]
+async fn an_undecodable_stored_event_is_reported_as_broken() {
+    if sqlite_only("an_undecodable_stored_event_is_reported_as_broken") {
+        return;
+    }
+    let (s, events) = four_event_chain().await;
+    s.sql(
+        "UPDATE audit_events SET detail_json = CAST(X'7BC328' AS TEXT) \
+           WHERE account_id = 'acme' AND sequence = 3",
+    )
+    .await;
+    assert_broken_at(&s, "acme", &events[2].event_id).await;
+    let status = list(&s, list_request("acme")).await.unwrap_err();
+    assert_error(&status, Code::Internal, "INTERNAL");
+}
+
 /// Swapping two events' sequences breaks the chain at one of them.
 #[tokio::test]
 async fn verify_detects_reordered_events() {

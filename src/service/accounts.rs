@@ -96,7 +96,8 @@ impl App {
                         (account, EventKind::AccountConvertedToPaid)
                     }
                 };
-                let mut detail = json!({ "plan": cmd.plan.as_str(), "principal": caller.principal });
+                let mut detail =
+                    json!({ "plan": cmd.plan.as_str(), "principal": caller.principal });
                 // Like disable and delete events: the log says which sessions the change ended.
                 if let Some(revoked) = revoked_ids {
                     detail["revoked_assumption_ids"] = json!(revoked);

@@ -148,20 +148,31 @@ pub async fn verify(store: &Store, account_id: &str) -> Result<Verification, Err
     // reordered sequence is still read and flagged rather than skipped.
     let mut after_position = 0_i64;
     'pages: loop {
-        let rows = audit_event::Entity::find()
+        let page = audit_event::Entity::find()
             .filter(audit_event::Column::AccountId.eq(account_id))
             .filter(audit_event::Column::GlobalPosition.gt(after_position))
             .order_by_asc(audit_event::Column::GlobalPosition)
             .limit(VERIFY_BATCH)
             .all(&txn)
-            .await?;
+            .await;
+        let rows = match page {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            // A row of this page does not even decode (text that is not UTF-8): find it, so
+            // it is reported as the broken event rather than as an outage.
+            Err(e) if super::is_undecodable(&e) => {
+                rows_one_by_one(&txn, account_id, after_position).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(last) = rows.last() else { break };
-        after_position = last.global_position;
+        after_position = match last {
+            Ok(row) => row.global_position,
+            Err((position, _)) => *position,
+        };
         for row in rows {
-            let event_id = row.event_id.clone();
-            let ok = match to_domain(row) {
-                Ok(event) => verifier.push(&event),
-                Err(_) => {
+            let ok = match row.map(|r| (r.event_id.clone(), to_domain(r))) {
+                Ok((_, Ok(event))) => verifier.push(&event),
+                Ok((event_id, Err(_))) | Err((_, event_id)) => {
                     verifier.push_undecodable(event_id);
                     false
                 }
@@ -173,6 +184,37 @@ pub async fn verify(store: &Store, account_id: &str) -> Result<Verification, Err
     }
     txn.commit().await?;
     Ok(verifier.finish())
+}
+
+/// The page of `verify` after `after_position`, read row by row: each row decoded, or its
+/// `(global_position, event_id)` when it does not decode. Only for a page that failed to
+/// decode as a whole.
+async fn rows_one_by_one(
+    txn: &sea_orm::DatabaseTransaction,
+    account_id: &str,
+    after_position: i64,
+) -> Result<Vec<Result<audit_event::Model, (i64, String)>>, Error> {
+    let keys: Vec<(i64, String)> = audit_event::Entity::find()
+        .select_only()
+        .column(audit_event::Column::GlobalPosition)
+        .column(audit_event::Column::EventId)
+        .filter(audit_event::Column::AccountId.eq(account_id))
+        .filter(audit_event::Column::GlobalPosition.gt(after_position))
+        .order_by_asc(audit_event::Column::GlobalPosition)
+        .limit(VERIFY_BATCH)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let mut rows = Vec::with_capacity(keys.len());
+    for (position, event_id) in keys {
+        match audit_event::Entity::find_by_id(position).one(txn).await {
+            Ok(Some(row)) => rows.push(Ok(row)),
+            Ok(None) => {}
+            Err(e) if super::is_undecodable(&e) => rows.push(Err((position, event_id))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(rows)
 }
 
 /// Every account that has an audit chain, for offline verification of the whole database:

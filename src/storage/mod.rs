@@ -114,9 +114,29 @@ const LOCK_WRITE_FENCE: &str = "SELECT id FROM write_fence WHERE id = 1 FOR UPDA
 /// never reaches the client.
 impl From<DbErr> for Error {
     fn from(e: DbErr) -> Self {
+        if is_undecodable(&e) {
+            // The database answered; what it holds is wrong (edited by hand, corrupted, or a
+            // bug). Retrying will not help, so this is not `STORAGE_UNAVAILABLE`.
+            tracing::error!(error = %e, "a stored value cannot be decoded");
+            return Error::Internal(format!("undecodable stored value: {e}"));
+        }
         tracing::error!(error = %e, "database operation failed");
         metrics::counter!(crate::metrics::DB_ERRORS).increment(1);
         Error::Storage(e.to_string())
+    }
+}
+
+/// Whether `e` reports a stored value that cannot be decoded into its type (say, text that is
+/// not UTF-8), as opposed to a database that failed to answer.
+pub(crate) fn is_undecodable(e: &DbErr) -> bool {
+    match e {
+        DbErr::TryIntoErr { .. } | DbErr::Type(_) | DbErr::Json(_) => true,
+        DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) => matches!(
+            **e,
+            sea_orm::sqlx::Error::ColumnDecode { .. } | sea_orm::sqlx::Error::Decode(_)
+        ),
+        _ => false,
     }
 }
 

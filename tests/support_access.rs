@@ -237,6 +237,13 @@ async fn authorize_request_is_validated() {
     req.reason = 99;
     let status = s.support().authorize_assumption(req).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["reason"]);
+    // A staff id that would display as another one in the customer's log.
+    for spoof in ["sam\u{200B}", "\u{202E}mas", "s\u{2066}am"] {
+        let mut req = authorize_request("acme");
+        req.staff_id = spoof.into();
+        let status = s.support().authorize_assumption(req).await.unwrap_err();
+        assert_eq!(violated_fields(&status), ["staff_id"], "{spoof:?}");
+    }
 }
 
 /// GetAssumption evaluates now: ACTIVE, then EXPIRED once expire_time passes.

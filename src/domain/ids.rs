@@ -57,13 +57,37 @@ pub fn parse_printable_id(value: &str, field: &str) -> Result<String, FieldViola
     if value.chars().count() > MAX_ID_CHARS {
         return Err(FieldViolation::new(field, "at most 128 characters"));
     }
-    if value.chars().any(char::is_control) || value.trim() != value {
+    if value
+        .chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+        || value.trim() != value
+    {
         return Err(FieldViolation::new(
             field,
-            "printable characters only, no leading or trailing whitespace",
+            "printable characters only (no control, zero-width or bidirectional formatting \
+             characters), no leading or trailing whitespace",
         ));
     }
     Ok(value.to_owned())
+}
+
+/// Invisible formatting characters (Unicode category Cf, in the blocks where they occur):
+/// zero-width characters and bidirectional overrides. In an id they make two different ids
+/// look alike in the customer's access log (`staff\u{200B}1` shows as `staff1`), or
+/// make an id display as another (`\u{202E}` reverses what follows).
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// Checks an optional idempotency key: empty means "none".
@@ -121,6 +145,10 @@ mod tests {
         assert!(parse_printable_id(&"x".repeat(128), "f").is_ok());
         assert!(parse_printable_id(&"x".repeat(129), "f").is_err());
         assert!(parse_printable_id("a\u{0}b", "f").is_err());
+        assert!(parse_printable_id("staff\u{200B}1", "f").is_err());
+        assert!(parse_printable_id("\u{202E}1ffats", "f").is_err());
+        assert!(parse_printable_id("\u{FEFF}staff", "f").is_err());
+        assert!(parse_printable_id("zoë-müller", "f").is_ok());
         assert!(parse_printable_id(" a", "f").is_err());
         assert!(parse_printable_id("", "f").is_err());
     }

@@ -542,12 +542,17 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path()).await;
     let s = spawn_on(tempfile::tempdir().unwrap(), url.clone(), |_| {}).await;
-    let mut second = serve(url.clone()).await;
-    let status = tokio::time::timeout(Duration::from_secs(10), second.wait())
-        .await
-        .expect("the second server must exit at once")
-        .unwrap();
-    assert_eq!(status.code(), Some(1));
+    // The same file, also through a symlink: both refused.
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(dir.path().join("accessgrant.db"), &link).unwrap();
+    for other in [url.clone(), format!("sqlite://{}?mode=rwc", link.display())] {
+        let mut second = serve(other.clone()).await;
+        let status = tokio::time::timeout(Duration::from_secs(10), second.wait())
+            .await
+            .expect("the second server must exit at once")
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "{other}");
+    }
 
     s.stop().await;
     let mut third = serve(url).await;

@@ -80,9 +80,11 @@ pub enum ServeLockError {
 }
 
 impl ServeLock {
-    /// Locks the database at `database` for serving, without waiting.
+    /// Locks the database at `database` for serving, without waiting. The lock file is named
+    /// after the database's canonical path, so two spellings of one file (relative and
+    /// absolute, or through a symlink) take the same lock.
     pub fn acquire(database: &Path) -> Result<Self, ServeLockError> {
-        let mut name = database.as_os_str().to_owned();
+        let mut name = canonical(database).into_os_string();
         name.push(".serve-lock");
         let path = PathBuf::from(name);
         let io = |source| ServeLockError::Io {
@@ -100,6 +102,22 @@ impl ServeLock {
             Err(std::fs::TryLockError::WouldBlock) => Err(ServeLockError::Held(path)),
             Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
         }
+    }
+}
+
+/// `path` with symlinks and `..` resolved: the file's own if it exists, else its directory's
+/// (a new database is created on first start); unchanged if neither resolves.
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved;
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
     }
 }
 

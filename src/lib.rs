@@ -35,8 +35,9 @@
 //!   permitted, else the request workers step down), the write batch (announced rows read up front, new rows buffered and written together), the
 //!   SQLite decision connection (plain SQLite, prepared statements, no async hops), the write
 //!   fence that serializes writers across PostgreSQL replicas, the one audit appender, the
-//!   SQLite read cache of accounts and grants, and the SQLite file watch (fail closed if the
-//!   file vanishes).
+//!   SQLite read cache of accounts and grants, the SQLite file watch (checked before and
+//!   after every commit: fail closed if the file vanishes) and the serve lock (one server per
+//!   SQLite file).
 //! - [`grpc`] — thin handlers per service, request/response conversions with validation, the
 //!   one `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
 //!   bodies with `INVALID_ARGUMENT` instead of prost's `INTERNAL`.

@@ -276,6 +276,27 @@ async fn lost_database_file_fails_closed() {
     assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
 }
 
+/// Deleting only the WAL under a running server loses every commit since the last
+/// checkpoint, so it counts as losing the file: the next decision fails closed.
+#[tokio::test]
+async fn a_deleted_wal_fails_closed() {
+    use accessgrant::proto::v1 as pb;
+    if sqlite_only("a_deleted_wal_fails_closed") {
+        return;
+    }
+    let s = spawn_server().await;
+    s.create_account("acme", pb::AccountPlan::Trial).await;
+    assert_eq!(s.authorize("acme").await.decision(), pb::Decision::Allow);
+    let db_path = s.db_path.clone().expect("a SQLite file");
+    std::fs::remove_file(format!("{}-wal", db_path.display())).unwrap();
+    let status = s
+        .support()
+        .authorize_assumption(authorize_request("acme"))
+        .await
+        .unwrap_err();
+    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+}
+
 /// A decision whose batch commits into a file deleted while the batch waited for it is not
 /// acknowledged: the commit went to a file nobody will read again.
 #[tokio::test]
@@ -542,10 +563,21 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path()).await;
     let s = spawn_on(tempfile::tempdir().unwrap(), url.clone(), |_| {}).await;
+    // Serving (and so the file exists) once it has answered a write.
+    s.create_account("acme", accessgrant::proto::v1::AccountPlan::Trial)
+        .await;
     // The same file, also through a symlink: both refused.
     let link = dir.path().join("link.db");
     std::os::unix::fs::symlink(dir.path().join("accessgrant.db"), &link).unwrap();
-    for other in [url.clone(), format!("sqlite://{}?mode=rwc", link.display())] {
+    // And through a hard link, which no lock named after a path can see: a file with
+    // several names is not served at all.
+    let hard = dir.path().join("hard.db");
+    std::fs::hard_link(dir.path().join("accessgrant.db"), &hard).unwrap();
+    for other in [
+        url.clone(),
+        format!("sqlite://{}?mode=rwc", link.display()),
+        format!("sqlite://{}?mode=rwc", hard.display()),
+    ] {
         let mut second = serve(other.clone()).await;
         let status = tokio::time::timeout(Duration::from_secs(10), second.wait())
             .await
@@ -555,6 +587,7 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     }
 
     s.stop().await;
+    std::fs::remove_file(&hard).unwrap();
     let mut third = serve(url).await;
     // Serving, not exiting: still running after migrations had time to finish.
     let early = tokio::time::timeout(Duration::from_secs(2), third.wait()).await;

@@ -21,6 +21,10 @@ pub struct SqliteFile {
     path: PathBuf,
     /// (device, inode) at open time.
     identity: (u64, u64),
+    /// The WAL next to it (`<file>-wal`).
+    wal_path: PathBuf,
+    /// The WAL's (device, inode), once it was first seen.
+    wal: std::sync::OnceLock<(u64, u64)>,
     /// Set once the file was found missing or replaced; never cleared (restart to recover).
     lost: AtomicBool,
 }
@@ -69,6 +73,13 @@ pub enum ServeLockError {
     /// Another process holds it.
     #[error("another accessgrant server is serving this database (lock file {0})")]
     Held(PathBuf),
+    /// The database file has other names (hard links), which a lock named after one path
+    /// cannot cover.
+    #[error(
+        "the database file {0} has {1} hard links; one server per file cannot be enforced, so \
+         it is not served (remove the other links)"
+    )]
+    HardLinked(PathBuf, u64),
     /// The lock file could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
     Io {
@@ -98,10 +109,23 @@ impl ServeLock {
             .open(&path)
             .map_err(io)?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(ServeLockError::Held(path)),
-            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(ServeLockError::Held(path)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(meta) = std::fs::metadata(database)
+                && meta.nlink() > 1
+            {
+                return Err(ServeLockError::HardLinked(
+                    database.to_path_buf(),
+                    meta.nlink(),
+                ));
+            }
+        }
+        Ok(Self { _file: file })
     }
 }
 
@@ -134,26 +158,49 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl SqliteFile {
-    /// Records the identity of the file of `url`, if it is a file.
+    /// Records the identity of the file of `url`, if it is a file, and of its WAL.
     pub fn open(url: &str) -> Option<Self> {
         let path = path_of(url)?;
-        let identity = identity(&path)?;
+        let file_identity = identity(&path)?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path = PathBuf::from(wal_path);
+        let wal = std::sync::OnceLock::new();
+        if let Some(id) = identity(&wal_path) {
+            let _ = wal.set(id);
+        }
         Some(Self {
             path,
-            identity,
+            identity: file_identity,
+            wal_path,
+            wal,
             lost: AtomicBool::new(false),
         })
     }
 
-    /// Re-checks the file; returns false (and stays false) once it is missing or replaced.
+    /// Re-checks the file and its WAL; returns false (and stays false) once either is missing
+    /// or replaced. The WAL matters as much as the file: a commit is durable once it is in the
+    /// WAL, and a WAL deleted under the open connections takes every commit since the last
+    /// checkpoint with it. While this server's connections are open, SQLite never deletes or
+    /// replaces the WAL (it resets it in place), so a change of identity is never SQLite's.
     pub fn check(&self) -> bool {
         if self.lost.load(Ordering::Acquire) {
             return false;
         }
-        if identity(&self.path) == Some(self.identity) {
+        let file_ok = identity(&self.path) == Some(self.identity);
+        let wal_ok = match (self.wal.get(), identity(&self.wal_path)) {
+            (Some(known), now) => now == Some(*known),
+            // Not there yet at start (no connection had opened it): the first one seen is it.
+            (None, Some(now)) => {
+                let _ = self.wal.set(now);
+                true
+            }
+            (None, None) => true,
+        };
+        if file_ok && wal_ok {
             true
         } else {
-            tracing::error!(path = %self.path.display(), "the database file is missing or was replaced: refusing writes until restart");
+            tracing::error!(path = %self.path.display(), wal_ok, "the database file or its WAL is missing or was replaced: refusing writes until restart");
             self.lost.store(true, Ordering::Release);
             false
         }

@@ -71,23 +71,43 @@ pub fn parse_printable_id(value: &str, field: &str) -> Result<String, FieldViola
     Ok(value.to_owned())
 }
 
-/// Invisible formatting characters (Unicode category Cf, in the blocks where they occur):
-/// zero-width characters and bidirectional overrides. In an id they make two different ids
-/// look alike in the customer's access log (`staff\u{200B}1` shows as `staff1`), or
-/// make an id display as another (`\u{202E}` reverses what follows).
-fn is_invisible_format(c: char) -> bool {
+/// Characters that render as nothing (or as blank) and are not ordinary spaces: Unicode
+/// format characters (category Cf: zero-width characters, bidirectional overrides, tag
+/// characters), line and paragraph separators, variation selectors and the blank "filler"
+/// letters. In an id they make two different ids look alike in the customer's access log
+/// (`staff\u{200B}1` shows as `staff1`), or make an id display as another (`\u{202E}`
+/// reverses what follows).
+pub fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
+}
+
+/// Characters of `text` a reader actually sees: not whitespace, not invisible formatting.
+pub fn visible_chars(text: &str) -> usize {
+    text.chars()
+        .filter(|c| !c.is_whitespace() && !is_invisible_format(*c))
+        .count()
 }
 
 /// Checks an optional idempotency key: empty means "none".
@@ -148,6 +168,11 @@ mod tests {
         assert!(parse_printable_id("staff\u{200B}1", "f").is_err());
         assert!(parse_printable_id("\u{202E}1ffats", "f").is_err());
         assert!(parse_printable_id("\u{FEFF}staff", "f").is_err());
+        assert!(parse_printable_id("sam\u{E0041}@vendor", "f").is_err());
+        assert!(parse_printable_id("sam\u{2028}x", "f").is_err());
+        assert!(parse_printable_id("sam\u{3164}", "f").is_err());
+        assert!(parse_printable_id("sam\u{FE0F}", "f").is_err());
+        assert_eq!(visible_chars("a\u{200B}\u{200B} b\u{3164}"), 2);
         assert!(parse_printable_id("zoë-müller", "f").is_ok());
         assert!(parse_printable_id(" a", "f").is_err());
         assert!(parse_printable_id("", "f").is_err());

@@ -331,10 +331,11 @@ fn emergency(value: pb::EmergencyJustification, v: &mut Violations) -> Option<Em
     });
     let justification = v.check(
         ids::parse_free_text(&justification, "emergency.justification").and_then(|text| {
-            if text.trim().chars().count() < MIN_JUSTIFICATION_CHARS {
+            // Counted as a reader sees it: blanks and invisible characters do not explain.
+            if ids::visible_chars(&text) < MIN_JUSTIFICATION_CHARS {
                 Err(FieldViolation::new(
                     "emergency.justification",
-                    "at least 20 characters: say why this cannot wait for the customer",
+                    "at least 20 visible characters: say why this cannot wait for the customer",
                 ))
             } else {
                 Ok(text)

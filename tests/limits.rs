@@ -185,3 +185,46 @@ async fn keepalive_settings_are_accepted() {
         c.await.unwrap().unwrap();
     }
 }
+
+/// A call whose request body has not arrived holds no slot: with more stalled calls than
+/// slots (headers sent, body never), other callers are still served, not shed.
+#[tokio::test]
+async fn stalled_request_bodies_hold_no_slot() {
+    let s = spawn_server_with(|c| c.limits.max_concurrent_requests = 2).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let stalled: Vec<_> = (0..6)
+        .map(|_| {
+            let channel = s.channel.clone();
+            tokio::spawn(async move {
+                let mut grpc = tonic::client::Grpc::new(channel);
+                grpc.ready().await.unwrap();
+                grpc.client_streaming::<_, pb::GetAccessGrantRequest, pb::GetAccessGrantResponse, _>(
+                    Request::new(futures::stream::pending::<pb::GetAccessGrantRequest>()),
+                    http::uri::PathAndQuery::from_static(
+                        "/accessgrant.v1.AccessGrantService/GetAccessGrant",
+                    ),
+                    tonic_prost::ProstCodec::default(),
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for call in &stalled {
+        assert!(
+            !call.is_finished(),
+            "a stalled call is still waiting for its body"
+        );
+    }
+    for _ in 0..3 {
+        s.grants()
+            .get_access_grant(pb::GetAccessGrantRequest {
+                account_id: "acme".into(),
+            })
+            .await
+            .unwrap();
+    }
+    for call in stalled {
+        call.abort();
+    }
+}

@@ -1,6 +1,10 @@
-//! The admission layer, in front of every service: sheds load beyond the concurrency limit,
-//! authenticates the caller, checks the method's permission, and hands the [`Caller`] to the
-//! handler through the request's extensions. Runs before the request body is decoded.
+//! The admission layer, in front of every service: authenticates the caller, checks the
+//! method's permission, bounds the call's deadline, and hands the [`Caller`] and the
+//! [`CallSlots`] to the handler through the request's extensions. Runs before the request body
+//! is decoded. The concurrency limit is applied by the handler once the body has arrived
+//! (`grpc::admit`): a caller that sends headers and then stalls its body must not hold one of
+//! the limited slots, or a few hundred stalled calls from any principal would shed everyone
+//! else for the whole deadline.
 
 use std::{
     sync::Arc,
@@ -21,6 +25,11 @@ use crate::{
     domain::{Error, permission::Caller},
     grpc::permissions::{self, Requirement},
 };
+
+/// The calls-in-flight limit (`[limits] max_concurrent_requests`), for the handler to take a
+/// slot from once its request is decoded (`grpc::admit`); none left means shed.
+#[derive(Debug, Clone)]
+pub struct CallSlots(pub Arc<Semaphore>);
 
 /// Shared state of the layer.
 #[derive(Debug)]
@@ -175,14 +184,6 @@ where
         }
         let arrived = std::time::Instant::now();
         let path = req.uri().path().to_owned();
-        // Shed before doing any work: a full server answers at once instead of queueing.
-        let Ok(permit) = self.admission.permits.clone().try_acquire_owned() else {
-            return Box::pin(std::future::ready(Ok(reject_counted(
-                &path,
-                arrived,
-                Error::Overloaded,
-            ))));
-        };
         let authorization = req
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -211,6 +212,8 @@ where
         let method = req.uri().path().to_owned();
         let principal = caller.principal.clone();
         req.extensions_mut().insert::<Caller>(caller);
+        req.extensions_mut()
+            .insert(CallSlots(self.admission.permits.clone()));
         let deadline = req
             .headers()
             .get("grpc-timeout")
@@ -238,7 +241,6 @@ where
                     Ok(response) => response.map(translate_decode_limit),
                     Err(_) => Ok(reject(Error::DeadlineExceeded)),
                 };
-                drop(permit);
                 // Errors travel in the headers of a trailers-only response; success (and errors
                 // raised later in a stream) in the trailers, which this layer does not see.
                 let code = response

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert};
+use super::{admit, convert};
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, access_grant_service_server::AccessGrantService},
@@ -28,7 +28,7 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::GetAccessGrantRequest>,
     ) -> Result<Response<pb::GetAccessGrantResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let pb::GetAccessGrantRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
         record_account(id.as_str());
@@ -42,7 +42,7 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::EnableAccessGrantRequest>,
     ) -> Result<Response<pb::EnableAccessGrantResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let (cmd, request_id) = convert::enable_request(request.into_inner())?;
         record_account(cmd.account_id.as_str());
         let grant = self.app.enable_grant(cmd, request_id, caller).await?;
@@ -55,7 +55,7 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::DisableAccessGrantRequest>,
     ) -> Result<Response<pb::DisableAccessGrantResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let (cmd, request_id) = convert::disable_request(request.into_inner())?;
         record_account(cmd.account_id.as_str());
         let grant = self.app.disable_grant(cmd, request_id, caller).await?;
@@ -68,7 +68,7 @@ impl AccessGrantService for AccessGrantApi {
         &self,
         request: Request<pb::BatchGetAccessGrantsRequest>,
     ) -> Result<Response<pb::BatchGetAccessGrantsResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let ids = convert::batch_get_request(request.into_inner())?;
         let grants = self.app.batch_get_grants(&ids, &caller).await?;
         Ok(Response::new(pb::BatchGetAccessGrantsResponse {

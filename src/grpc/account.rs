@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert};
+use super::{admit, convert};
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, account_service_server::AccountService},
@@ -28,7 +28,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::UpsertAccountRequest>,
     ) -> Result<Response<pb::UpsertAccountResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let (cmd, request_id) = convert::upsert_request(request.into_inner())?;
         record_account(cmd.account_id.as_str());
         let upserted = self.app.upsert_account(cmd, request_id, caller).await?;
@@ -39,7 +39,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let pb::GetAccountRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
         record_account(id.as_str());
@@ -53,7 +53,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let (id, request_id) = convert::delete_request(request.into_inner())?;
         record_account(id.as_str());
         self.app.delete_account(id, request_id, caller).await?;

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert};
+use super::{admit, convert};
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, audit_service_server::AuditService},
@@ -37,7 +37,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let query = convert::list_request(request.into_inner())?;
         record_account(query.account_id.as_str());
         let page = self.app.list_audit_events(query, &caller).await?;
@@ -51,7 +51,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::WatchAuditEventsRequest>,
     ) -> Result<Response<Self::WatchAuditEventsStream>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let (account, after) = convert::watch_request(request.into_inner())?;
         let events = self.app.watch_audit_events(account, after, &caller)?;
         let stream = events.map(|item| {
@@ -68,7 +68,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::VerifyAuditChainRequest>,
     ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let pb::VerifyAuditChainRequest { account_id } = request.into_inner();
         let id = convert::account_id(&account_id)?;
         record_account(id.as_str());

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert};
+use super::{admit, convert};
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, support_access_service_server::SupportAccessService},
@@ -28,7 +28,7 @@ impl SupportAccessService for SupportAccessApi {
         &self,
         request: Request<pb::AuthorizeAssumptionRequest>,
     ) -> Result<Response<pb::AuthorizeAssumptionResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let (req, request_id) = convert::authorize_request(request.into_inner())?;
         record_account(req.account_id.as_str());
         let decision = self
@@ -42,7 +42,7 @@ impl SupportAccessService for SupportAccessApi {
         &self,
         request: Request<pb::GetAssumptionRequest>,
     ) -> Result<Response<pb::GetAssumptionResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let pb::GetAssumptionRequest { assumption_id } = request.into_inner();
         let id = convert::assumption_id(&assumption_id)?;
         let view = self.app.get_assumption(&id, &caller).await?;
@@ -55,7 +55,7 @@ impl SupportAccessService for SupportAccessApi {
         &self,
         request: Request<pb::EndAssumptionRequest>,
     ) -> Result<Response<pb::EndAssumptionResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _slot) = admit(&request)?;
         let (id, request_id) = convert::end_request(request.into_inner())?;
         let view = self.app.end_assumption(id, request_id, caller).await?;
         Ok(Response::new(pb::EndAssumptionResponse {

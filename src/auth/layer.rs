@@ -1,10 +1,10 @@
-//! The admission layer, in front of every service: authenticates the caller, checks the
-//! method's permission, bounds the call's deadline, and hands the [`Caller`] and the
-//! [`CallSlots`] to the handler through the request's extensions. Runs before the request body
-//! is decoded. The concurrency limit is applied by the handler once the body has arrived
-//! (`grpc::admit`): a caller that sends headers and then stalls its body must not hold one of
-//! the limited slots, or a few hundred stalled calls from any principal would shed everyone
-//! else for the whole deadline.
+//! The admission layer, in front of every service: sheds calls at once while every slot of
+//! the concurrency limit is taken, authenticates the caller, checks the method's permission,
+//! bounds the call's deadline, and hands the [`Caller`] and the [`CallSlots`] to the handler
+//! through the request's extensions. Runs before the request body is decoded. The slot itself
+//! is taken by the handler once the body has arrived (`grpc::admit`): a caller that sends
+//! headers and then stalls its body must not hold one of the limited slots, or a few hundred
+//! stalled calls from any principal would shed everyone else for the whole deadline.
 
 use std::{
     sync::Arc,
@@ -184,6 +184,16 @@ where
         }
         let arrived = std::time::Instant::now();
         let path = req.uri().path().to_owned();
+        // Shed before doing any work when every slot is taken: under overload most excess
+        // calls are answered here, at once, without reading their bodies. The slot itself is
+        // taken by the handler (`grpc::admit`), so this only looks.
+        if self.admission.permits.available_permits() == 0 {
+            return Box::pin(std::future::ready(Ok(reject_counted(
+                &path,
+                arrived,
+                Error::Overloaded,
+            ))));
+        }
         let authorization = req
             .headers()
             .get(http::header::AUTHORIZATION)

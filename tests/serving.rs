@@ -225,6 +225,16 @@ async fn migrate_and_verify_commands() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Asserts that a decision on `account` now fails closed: `UNAVAILABLE STORAGE_UNAVAILABLE`.
+async fn assert_decision_fails_closed(s: &TestServer, account: &str) {
+    let status = s
+        .support()
+        .authorize_assumption(authorize_request(account))
+        .await
+        .unwrap_err();
+    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+}
+
 /// Deleting the SQLite file under a running server: writes fail closed, readiness and liveness turn NOT_SERVING.
 #[tokio::test]
 async fn lost_database_file_fails_closed() {
@@ -239,12 +249,7 @@ async fn lost_database_file_fails_closed() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
     }
     // At once, not after the next readiness probe: writers check the file themselves.
-    let status = s
-        .support()
-        .authorize_assumption(authorize_request("acme"))
-        .await
-        .unwrap_err();
-    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+    assert_decision_fails_closed(&s, "acme").await;
     let mut health = HealthClient::new(s.channel.clone());
     let mut statuses = (ServingStatus::Serving, ServingStatus::Serving);
     for _ in 0..60 {
@@ -268,12 +273,7 @@ async fn lost_database_file_fails_closed() {
         statuses,
         (ServingStatus::NotServing, ServingStatus::NotServing)
     );
-    let status = s
-        .support()
-        .authorize_assumption(authorize_request("acme"))
-        .await
-        .unwrap_err();
-    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+    assert_decision_fails_closed(&s, "acme").await;
 }
 
 /// Deleting only the WAL under a running server loses every commit since the last
@@ -289,12 +289,7 @@ async fn a_deleted_wal_fails_closed() {
     assert_eq!(s.authorize("acme").await.decision(), pb::Decision::Allow);
     let db_path = s.db_path.clone().expect("a SQLite file");
     std::fs::remove_file(format!("{}-wal", db_path.display())).unwrap();
-    let status = s
-        .support()
-        .authorize_assumption(authorize_request("acme"))
-        .await
-        .unwrap_err();
-    assert_error(&status, tonic::Code::Unavailable, "STORAGE_UNAVAILABLE");
+    assert_decision_fails_closed(&s, "acme").await;
 }
 
 /// A decision whose batch commits into a file deleted while the batch waited for it is not

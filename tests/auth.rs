@@ -39,6 +39,21 @@ async fn secured_server() -> TestServer {
     .await
 }
 
+/// Creates account `acme` with `plan`, calling as the holder of `token`.
+async fn create_acme(s: &TestServer, plan: pb::AccountPlan, token: &str) {
+    s.accounts()
+        .upsert_account(authed(
+            pb::UpsertAccountRequest {
+                account_id: "acme".into(),
+                plan: plan.into(),
+                request_id: String::new(),
+            },
+            Some(token),
+        ))
+        .await
+        .unwrap();
+}
+
 fn authed<T>(message: T, token: Option<&str>) -> Request<T> {
     let mut request = Request::new(message);
     if let Some(token) = token {
@@ -239,17 +254,7 @@ async fn every_rpc_is_authenticated_and_authorized() {
 #[tokio::test]
 async fn permission_is_checked_before_existence() {
     let s = secured_server().await;
-    s.accounts()
-        .upsert_account(authed(
-            pb::UpsertAccountRequest {
-                account_id: "acme".into(),
-                plan: pb::AccountPlan::Paid.into(),
-                request_id: String::new(),
-            },
-            Some("token-of-admin"),
-        ))
-        .await
-        .unwrap();
+    create_acme(&s, pb::AccountPlan::Paid, "token-of-admin").await;
     for id in ["acme", "nobody"] {
         let status = s
             .grants()
@@ -356,17 +361,7 @@ async fn health_and_reflection_stay_open() {
 #[tokio::test]
 async fn audit_events_record_the_principal() {
     let s = secured_server().await;
-    s.accounts()
-        .upsert_account(authed(
-            pb::UpsertAccountRequest {
-                account_id: "acme".into(),
-                plan: pb::AccountPlan::Trial.into(),
-                request_id: String::new(),
-            },
-            Some("token-of-only:accounts:write"),
-        ))
-        .await
-        .unwrap();
+    create_acme(&s, pb::AccountPlan::Trial, "token-of-only:accounts:write").await;
     s.support()
         .authorize_assumption(authed(
             authorize_request("acme"),
@@ -494,17 +489,7 @@ async fn a_request_id_cannot_be_replayed_by_another_principal() {
             .push(principal("tooling-b", &[Permission::AccessAuthorize]));
     })
     .await;
-    s.accounts()
-        .upsert_account(authed(
-            pb::UpsertAccountRequest {
-                account_id: "acme".into(),
-                plan: pb::AccountPlan::Trial.into(),
-                request_id: String::new(),
-            },
-            Some("token-of-admin"),
-        ))
-        .await
-        .unwrap();
+    create_acme(&s, pb::AccountPlan::Trial, "token-of-admin").await;
     let request = pb::AuthorizeAssumptionRequest {
         request_id: "ticket-42-attempt-1".into(),
         ..authorize_request("acme")

@@ -108,6 +108,8 @@ struct FileLimits {
     http2_keepalive_interval: Option<String>,
     http2_keepalive_timeout: Option<String>,
     tcp_keepalive: Option<String>,
+    max_connections: Option<usize>,
+    handshake_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +163,10 @@ pub struct Limits {
     pub http2_keepalive_timeout: Duration,
     /// TCP keepalive (default 60 s).
     pub tcp_keepalive: Duration,
+    /// Connections open at once; one more is closed when accepted (default 1024).
+    pub max_connections: usize,
+    /// From accept until the TLS handshake and the HTTP/2 preface are done (default 10 s).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -173,6 +179,8 @@ impl Default for Limits {
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -487,6 +495,15 @@ fn principals(
             if subject.trim().is_empty() {
                 return Err(invalid(format!("principal {name:?}: empty cert_subject")));
             }
+            if out.iter().any(|p| {
+                p.cert_subject
+                    .as_ref()
+                    .is_some_and(|other| other.eq_ignore_ascii_case(subject))
+            }) {
+                return Err(invalid(format!(
+                    "principal {name:?} reuses another principal's cert_subject {subject:?}"
+                )));
+            }
         }
         if token_sha256.is_none() && entry.cert_subject.is_none() {
             return Err(invalid(format!(
@@ -534,6 +551,12 @@ fn limits(file: FileLimits) -> Result<Limits, ConfigError> {
             d.http2_keepalive_timeout,
         )?,
         tcp_keepalive: parse_duration("limits.tcp_keepalive", file.tcp_keepalive, d.tcp_keepalive)?,
+        max_connections: file.max_connections.unwrap_or(d.max_connections),
+        handshake_timeout: parse_duration(
+            "limits.handshake_timeout",
+            file.handshake_timeout,
+            d.handshake_timeout,
+        )?,
     };
     let positive = [
         ("limits.max_request_bytes", out.max_request_bytes == 0),
@@ -555,6 +578,8 @@ fn limits(file: FileLimits) -> Result<Limits, ConfigError> {
             out.http2_keepalive_timeout.is_zero(),
         ),
         ("limits.tcp_keepalive", out.tcp_keepalive.is_zero()),
+        ("limits.max_connections", out.max_connections == 0),
+        ("limits.handshake_timeout", out.handshake_timeout.is_zero()),
     ];
     for (key, zero) in positive {
         if zero {
@@ -563,6 +588,12 @@ fn limits(file: FileLimits) -> Result<Limits, ConfigError> {
                 reason: "must be greater than zero".into(),
             });
         }
+    }
+    if out.max_connections > 1_000_000 {
+        return Err(ConfigError::Invalid {
+            key: "limits.max_connections",
+            reason: "at most 1000000 (each one is a file descriptor)".into(),
+        });
     }
     if out.max_request_bytes > 4 * 1024 * 1024 {
         return Err(ConfigError::Invalid {
@@ -658,6 +689,10 @@ mod tests {
                 .permissions
                 .contains(&Permission::GrantsRead)
         );
+        // One certificate identity per principal (compared as DNS names are).
+        let mtls = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n\
+                    [[principals]]\nname = \"a\"\ncert_subject = \"a.internal\"\n";
+        assert!(load(mtls).is_ok());
         for bad in [
             format!(
                 "[[principals]]\nname = \"a\"\ntoken_sha256 = \"{hash}\"\npermissions = [\"grants:raed\"]"
@@ -671,6 +706,10 @@ mod tests {
                 "[[principals]]\nname = \"a\"\ncert_subject = \"x\"\ntoken_sha256 = \"{hash}\""
             ),
             "[limits]\nmax_request_bytes = 0".to_owned(),
+            format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"A.Internal\""),
+            "[limits]\nmax_connections = 0".to_owned(),
+            "[limits]\nmax_connections = 2000000".to_owned(),
+            "[limits]\nhandshake_timeout = \"0s\"".to_owned(),
         ] {
             assert!(load(&bad).is_err(), "accepted: {bad}");
         }

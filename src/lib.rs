@@ -11,6 +11,8 @@
 //!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
 //!   benchmark tools of `scripts/bench` and `scripts/growth`.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
+//! - [`connections`] — accepts the gRPC port's connections: caps how many are open, closes
+//!   those that do not finish the TLS handshake and HTTP/2 preface in time, terminates TLS.
 //! - [`server`] — assembles services, health, reflection; background upkeep (readiness,
 //!   pruning) and the expiry sweep task; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
@@ -49,6 +51,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;

@@ -34,13 +34,20 @@ pub const DB_CONNECTIONS: &str = "accessgrant_db_connections";
 pub const DB_ERRORS: &str = "accessgrant_db_errors_total";
 /// Open `WatchAuditEvents` streams (gauge).
 pub const WATCH_STREAMS: &str = "accessgrant_watch_streams";
+/// Open connections on the gRPC port, handshaking or serving (gauge).
+pub const CONNECTIONS_OPEN: &str = "accessgrant_connections_open";
+/// Connections closed at accept because `[limits] max_connections` were open (counter).
+pub const CONNECTIONS_REFUSED: &str = "accessgrant_connections_refused_total";
+/// Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2
+/// preface within `[limits] handshake_timeout` (counter).
+pub const HANDSHAKE_FAILURES: &str = "accessgrant_connection_handshake_failures_total";
 /// 1 while health reports SERVING, 0 otherwise (gauge).
 pub const READY: &str = "accessgrant_ready";
 /// Always 1, with `version` and `git_sha` labels (gauge).
 pub const BUILD_INFO: &str = "accessgrant_build_info";
 
 /// Every metric this service exports, for the alert-rule check in CI.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 16] = [
     RPC_REQUESTS,
     RPC_DURATION,
     DECISIONS,
@@ -52,6 +59,9 @@ pub const ALL: [&str; 13] = [
     DB_CONNECTIONS,
     DB_ERRORS,
     WATCH_STREAMS,
+    CONNECTIONS_OPEN,
+    CONNECTIONS_REFUSED,
+    HANDSHAKE_FAILURES,
     READY,
     BUILD_INFO,
 ];

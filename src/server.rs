@@ -4,8 +4,9 @@
 
 use std::{future::Future, time::Duration};
 
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -62,32 +63,9 @@ pub enum ServeError {
     /// Another server already serves this SQLite file, or its lock could not be taken.
     #[error("{0}")]
     SqliteLock(#[from] crate::storage::sqlite_file::ServeLockError),
-    /// A TLS file could not be read.
-    #[error("tls: cannot read {path}: {source}")]
-    TlsFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-fn read_tls_file(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::TlsFile {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// The rustls configuration of `[tls]`: the server identity, and with `client_ca` required
-/// client certificates signed by it.
-fn tls_config(tls: &crate::config::TlsSettings) -> Result<ServerTlsConfig, ServeError> {
-    let identity = Identity::from_pem(read_tls_file(&tls.cert)?, read_tls_file(&tls.key)?);
-    let mut config = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &tls.client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read_tls_file(ca)?));
-    }
-    Ok(config)
+    /// A `[tls]` file is missing or unusable.
+    #[error("{0}")]
+    Tls(#[from] crate::connections::TlsFileError),
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -188,12 +166,19 @@ pub async fn run(
              principal; only loopback listen addresses are allowed"
         );
     }
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls_config(tls)?)?;
-    }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(crate::connections::tls_server_config)
+        .transpose()?;
+    let connection_limits = crate::connections::ConnectionLimits {
+        max_connections: limits.max_connections,
+        handshake_timeout: limits.handshake_timeout,
+        tcp_keepalive: limits.tcp_keepalive,
+    };
+    crate::connections::raise_open_files_limit(limits.max_connections);
     let max_bytes = limits.max_request_bytes;
-    let serve = builder
+    let router = Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams_per_connection)
         .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
@@ -223,15 +208,18 @@ pub async fn run(
         .add_service(
             AuditServiceServer::new(AuditApi::new(app.clone()))
                 .max_decoding_message_size(max_bytes),
-        )
-        // TCP_NODELAY: without it, a response queued behind a watch stream's frame on the same
-        // connection waits for the peer's delayed ACK (~40 ms).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(limits.tcp_keepalive)),
-            signal,
         );
+    // Connections are accepted, capped and handshaken by `connections`, TLS included.
+    let serve: BoxFuture<'static, Result<(), tonic::transport::Error>> = match tls {
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+            crate::connections::tls(listener, connection_limits, tls),
+            signal,
+        )),
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            crate::connections::plain(listener, connection_limits),
+            signal,
+        )),
+    };
     let result = tokio::select! {
         result = serve => result,
         () = drain_deadline => {

@@ -103,6 +103,15 @@ impl Pki {
         std::fs::read(self.path(file)).unwrap()
     }
 
+    /// The server's `[tls]`: its identity, and the test CA for client certificates if `mtls`.
+    fn server_tls(&self, mtls: bool) -> TlsSettings {
+        TlsSettings {
+            cert: self.path("server.pem"),
+            key: self.path("server.key"),
+            client_ca: mtls.then(|| self.path("ca.pem")),
+        }
+    }
+
     /// A client endpoint trusting the test CA, presenting the named client certificate if any.
     fn endpoint(&self, addr: SocketAddr, client_cert: Option<&str>) -> Endpoint {
         let mut tls = ClientTlsConfig::new()
@@ -121,6 +130,18 @@ impl Pki {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
     }
+}
+
+/// A configuration serving `database_url` on loopback with `tls`.
+fn server_config(database_url: &str, tls: TlsSettings) -> Config {
+    let mut config = Config::load(Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(database_url.to_owned()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    config.tls = Some(tls);
+    config
 }
 
 /// A self-signed CA.
@@ -149,20 +170,21 @@ impl TlsServer {
     /// Starts a server with the test PKI's server identity, requiring client certificates
     /// signed by the test CA when `mtls`, and waits until it answers a health check.
     async fn spawn(pki: &Pki, mtls: bool, principals: Vec<Principal>) -> Self {
+        Self::spawn_with(pki, mtls, principals, |_| {}).await
+    }
+
+    /// [`TlsServer::spawn`], after letting the test adjust the configuration.
+    async fn spawn_with(
+        pki: &Pki,
+        mtls: bool,
+        principals: Vec<Principal>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = common::fresh_database_url(dir.path()).await;
-        let mut config = Config::load(Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            database_url: Some(database_url.clone()),
-            ..Overrides::default()
-        })
-        .unwrap();
-        config.tls = Some(TlsSettings {
-            cert: pki.path("server.pem"),
-            key: pki.path("server.key"),
-            client_ca: mtls.then(|| pki.path("ca.pem")),
-        });
+        let mut config = server_config(&database_url, pki.server_tls(mtls));
         config.principals = principals;
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -504,4 +526,107 @@ async fn mtls_health_needs_a_certificate_but_no_credentials() {
         "health answered a client without a certificate under mTLS"
     );
     s.stop().await;
+}
+
+/// A socket that never starts TLS, and a TLS session that never sends the HTTP/2 preface,
+/// are both closed at the handshake timeout; a real client is still served afterwards.
+#[tokio::test]
+async fn tls_handshake_and_preface_must_finish_within_the_handshake_timeout() {
+    let pki = Pki::new();
+    let timeout = Duration::from_millis(400);
+    let s = TlsServer::spawn_with(
+        &pki,
+        false,
+        vec![token_principal(
+            "tls-client",
+            "tls-token",
+            &[Permission::AccountsWrite],
+        )],
+        |c| c.limits.handshake_timeout = timeout,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots
+        .add(tokio_rustls::rustls::pki_types::CertificateDer::from(
+            first_certificate_der(&pki.read("ca.pem")),
+        ))
+        .unwrap();
+    let mut client = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut quiet_tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("the TLS handshake itself succeeds");
+
+    assert!(common::closed_within(&mut silent, Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() >= timeout - Duration::from_millis(50),
+        "closed after {:?}, before the timeout",
+        started.elapsed()
+    );
+    assert!(
+        common::closed_within(&mut quiet_tls, Duration::from_secs(5)).await,
+        "a TLS session without an HTTP/2 preface stays open"
+    );
+    try_upsert(pki.endpoint(s.addr, None), "acme", Some("tls-token"))
+        .await
+        .unwrap();
+    s.stop().await;
+}
+
+/// The DER of the first certificate of a PEM file.
+fn first_certificate_der(pem: &[u8]) -> Vec<u8> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::from_pem_slice(pem).unwrap().to_vec()
+}
+
+/// A missing or unusable `[tls]` file stops the server at start, naming that file.
+#[tokio::test]
+async fn unusable_tls_files_are_named_when_the_server_starts() {
+    let pki = Pki::new();
+    std::fs::write(pki.path("garbage.key"), "not a key").unwrap();
+    let tls = |cert: &str, key: &str, ca: Option<&str>| TlsSettings {
+        cert: pki.path(cert),
+        key: pki.path(key),
+        client_ca: ca.map(|ca| pki.path(ca)),
+    };
+    let cases = [
+        (tls("server.pem", "garbage.key", None), "garbage.key"),
+        // Another certificate's key.
+        (tls("server.pem", "stranger.key", None), "stranger.key"),
+        (tls("missing.pem", "server.key", None), "missing.pem"),
+        // A key where the certificate should be: no CERTIFICATE block.
+        (tls("server.key", "server.key", None), "server.key"),
+        (
+            tls("server.pem", "server.key", Some("garbage.key")),
+            "garbage.key",
+        ),
+    ];
+    for (settings, file) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = common::fresh_database_url(dir.path()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            accessgrant::server::run(
+                server_config(&database_url, settings),
+                Arc::new(ManualClock::new(t0())),
+                listener,
+                std::future::pending(),
+            ),
+        )
+        .await
+        .expect("a bad TLS file stops the server at start");
+        match result {
+            Err(accessgrant::server::ServeError::Tls(e)) => {
+                assert_eq!(e.path, pki.path(file), "{e}");
+            }
+            other => panic!("{file}: expected a TLS file error, got {other:?}"),
+        }
+    }
 }

@@ -63,7 +63,7 @@ impl Authenticator {
             && let Some(p) = self.principals.iter().find(|p| {
                 p.cert_subject
                     .as_ref()
-                    .is_some_and(|s| cert_identities.iter().any(|id| id == s))
+                    .is_some_and(|s| cert_identities.iter().any(|id| id.eq_ignore_ascii_case(s)))
             })
         {
             return Ok(caller(p));
@@ -122,6 +122,8 @@ mod tests {
         assert_eq!(who("Bearer token-c", &[]), Err(AuthError::Unauthenticated));
         assert_eq!(who("Basic token-a", &[]), Err(AuthError::Unauthenticated));
         assert_eq!(who("", &["b.internal"]), Ok("b".into()));
+        // DNS names compare case-insensitively.
+        assert_eq!(who("", &["B.Internal"]), Ok("b".into()));
         assert_eq!(who("", &["c.internal"]), Err(AuthError::Unauthenticated));
         assert_eq!(
             auth.authenticate(None, &[]).map(|c| c.principal),

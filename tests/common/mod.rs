@@ -634,3 +634,23 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 pub fn time(ts: &prost_types::Timestamp) -> DateTime<Utc> {
     Utc.timestamp_opt(ts.seconds, ts.nanos as u32).unwrap()
 }
+
+/// True if the peer closes `stream` (EOF or an error such as a reset) within `limit`;
+/// whatever it sends before (HTTP/2 SETTINGS, a GOAWAY) is skipped.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}

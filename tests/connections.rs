@@ -1,0 +1,197 @@
+//! Connections on the gRPC port through the real server: the cap on open connections, and the
+//! deadline for the HTTP/2 preface (a socket that connects and says nothing is closed; one
+//! that sent its preface is not timed out afterwards). TLS handshakes are in `tests/tls.rs`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{closed_within, spawn_server_with};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+const PING_PAYLOAD: [u8; 8] = *b"ag-ping!";
+
+/// A PING frame (length 8, type 6) carrying [`PING_PAYLOAD`].
+fn ping() -> Vec<u8> {
+    let mut frame = vec![0, 0, 8, 6, 0, 0, 0, 0, 0];
+    frame.extend_from_slice(&PING_PAYLOAD);
+    frame
+}
+
+/// Reads frames until a PING ACK (type 6, flag 1) with [`PING_PAYLOAD`] arrives; false if
+/// the connection closes first or nothing comes within 5 s.
+async fn ping_acked(stream: &mut TcpStream) -> bool {
+    let read = async {
+        loop {
+            let mut header = [0u8; 9];
+            stream.read_exact(&mut header).await?;
+            let len =
+                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let mut payload = vec![0u8; len];
+            stream.read_exact(&mut payload).await?;
+            if header[3] == 6 && header[4] & 1 == 1 && payload == PING_PAYLOAD {
+                return Ok::<bool, std::io::Error>(true);
+            }
+        }
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), read).await,
+        Ok(Ok(true))
+    )
+}
+
+async fn health_code(addr: std::net::SocketAddr) -> Code {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2));
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(_) => return Code::Unavailable,
+    };
+    match HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+    {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// A socket that sends nothing, or only part of the preface, is closed at the handshake
+/// timeout, not before; one that sends its preface stays open past it and is served.
+#[tokio::test]
+async fn the_preface_must_arrive_within_the_handshake_timeout() {
+    let timeout = Duration::from_millis(400);
+    let s = spawn_server_with(|c| c.limits.handshake_timeout = timeout).await;
+
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let mut partial = TcpStream::connect(s.addr).await.unwrap();
+    partial.write_all(&PREFACE[..10]).await.unwrap();
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    client.write_all(PREFACE).await.unwrap();
+    client.write_all(&SETTINGS).await.unwrap();
+
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() >= timeout - Duration::from_millis(50),
+        "closed after {:?}, before the timeout",
+        started.elapsed()
+    );
+    assert!(closed_within(&mut partial, Duration::from_secs(5)).await);
+
+    // Well past the deadline, the connection that sent its preface still answers.
+    tokio::time::sleep(timeout * 2).await;
+    client.write_all(&ping()).await.unwrap();
+    assert!(
+        ping_acked(&mut client).await,
+        "a connection that sent its preface was closed"
+    );
+}
+
+/// With `max_connections` open, one more is closed at once (not at the handshake timeout),
+/// connections already open keep working, and a slot frees when a connection closes.
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    // The test server's own channel holds one connection; two idle sockets take the rest.
+    let s = spawn_server_with(|c| {
+        c.limits.max_connections = 3;
+        c.limits.handshake_timeout = Duration::from_secs(30);
+    })
+    .await;
+    s.create_account("acme", accessgrant::proto::v1::AccountPlan::Paid)
+        .await;
+    let idle_a = TcpStream::connect(s.addr).await.unwrap();
+    let _idle_b = TcpStream::connect(s.addr).await.unwrap();
+    // Let the server accept both before the one over the cap.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let mut over = TcpStream::connect(s.addr).await.unwrap();
+    assert!(closed_within(&mut over, Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed at once, not at the handshake timeout"
+    );
+    // Whatever the client library makes of a closed connection (UNAVAILABLE, CANCELLED),
+    // the call is not served.
+    assert_ne!(health_code(s.addr).await, Code::Ok);
+    // The connection opened before the cap was reached is still served.
+    s.grant("acme").await;
+
+    drop(idle_a);
+    let mut code = Code::Unavailable;
+    for _ in 0..50 {
+        code = health_code(s.addr).await;
+        if code == Code::Ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code, Code::Ok, "a closed connection frees its slot");
+}
+
+/// `serve` raises its soft open-files limit to the hard one, so `max_connections` applies
+/// rather than a low default soft limit (started here with a soft limit of 256).
+#[tokio::test]
+async fn serve_raises_the_soft_open_files_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_database_url(dir.path()).await;
+    let bin = env!("CARGO_BIN_EXE_accessgrant");
+    let child = tokio::process::Command::new("bash")
+        .args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#, bin])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "",
+            "--database-url",
+            &url,
+        ])
+        .env_remove("ACCESSGRANT_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let limits = || -> Option<(u64, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut fields = line.split_whitespace().skip(3);
+        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    };
+    // Until bash has exec'd the server, the limits are bash's (not yet lowered, or 256).
+    let is_server = || {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.ends_with("accessgrant"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    loop {
+        if is_server() {
+            last = limits();
+            if let Some((soft, hard)) = last
+                && soft == hard
+            {
+                assert!(hard > 256, "this machine's hard limit is {hard}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "soft limit not raised to the hard one: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(child);
+}

@@ -228,3 +228,30 @@ async fn stalled_request_bodies_hold_no_slot() {
         call.abort();
     }
 }
+
+/// Health and reflection need no credentials and are never shed, but a probe whose request
+/// body never arrives is still cut at the server's deadline cap instead of living forever.
+#[tokio::test]
+async fn stalled_probe_bodies_end_at_the_deadline_cap() {
+    let s = spawn_server_with(|c| c.limits.max_deadline = Duration::from_millis(300)).await;
+    let mut grpc = tonic::client::Grpc::new(s.channel.clone());
+    grpc.ready().await.unwrap();
+    let started = std::time::Instant::now();
+    let stalled = grpc
+        .client_streaming::<_, tonic_health::pb::HealthCheckRequest, tonic_health::pb::HealthCheckResponse, _>(
+            Request::new(futures::stream::pending::<tonic_health::pb::HealthCheckRequest>()),
+            http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check"),
+            tonic_prost::ProstCodec::default(),
+        );
+    let status = tokio::time::timeout(Duration::from_secs(5), stalled)
+        .await
+        .expect("a stalled health check ends")
+        .unwrap_err();
+    assert_error(&status, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Probes themselves still answer.
+    tonic_health::pb::health_client::HealthClient::new(s.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+}

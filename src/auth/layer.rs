@@ -179,8 +179,24 @@ where
         // used (tower's documented pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let deadline = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.admission.max_deadline, |client| {
+                client.min(self.admission.max_deadline)
+            });
         if requirement == Requirement::Open {
-            return Box::pin(inner.call(req));
+            // No credentials and never shed, but not unbounded either: a probe whose request
+            // body never arrives is cut at the deadline like any other call. (A health Watch
+            // or reflection stream lives on after its response starts; only the connection
+            // limits bound those.)
+            return Box::pin(async move {
+                tokio::time::timeout(deadline, inner.call(req))
+                    .await
+                    .unwrap_or_else(|_| Ok(reject(Error::DeadlineExceeded)))
+            });
         }
         let arrived = std::time::Instant::now();
         let path = req.uri().path().to_owned();
@@ -224,14 +240,6 @@ where
         req.extensions_mut().insert::<Caller>(caller);
         req.extensions_mut()
             .insert(CallSlots(self.admission.permits.clone()));
-        let deadline = req
-            .headers()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .map_or(self.admission.max_deadline, |client| {
-                client.min(self.admission.max_deadline)
-            });
         // A caller-supplied correlation id, logged as is (bounded, printable) when present.
         let request_id = req
             .headers()

@@ -149,6 +149,25 @@ fn translate_decode_limit<B: Default>(response: http::Response<B>) -> http::Resp
     }
 }
 
+/// Paths of `grpc.health.v1.Health`.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+/// tonic-health decodes requests with prost's codec, which answers an undecodable body with
+/// a bare `INTERNAL`; the health service raises `INTERNAL` for nothing else. Answer it as
+/// every other service does (`INVALID_ARGUMENT` `MALFORMED_REQUEST`), so a client's garbage
+/// is not counted and alerted on as a server fault.
+fn translate_health_decode_error<B: Default>(response: http::Response<B>) -> http::Response<B> {
+    let internal = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"13");
+    if internal {
+        reject(Error::MalformedRequest)
+    } else {
+        response
+    }
+}
+
 fn cert_identities<B>(req: &http::Request<B>) -> Vec<String> {
     req.extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -188,14 +207,17 @@ where
                 client.min(self.admission.max_deadline)
             });
         if requirement == Requirement::Open {
+            let health = req.uri().path().starts_with(HEALTH_PREFIX);
             // No credentials and never shed, but not unbounded either: a probe whose request
             // body never arrives is cut at the deadline like any other call. (A health Watch
             // or reflection stream lives on after its response starts; only the connection
             // limits bound those.)
             return Box::pin(async move {
-                tokio::time::timeout(deadline, inner.call(req))
-                    .await
-                    .unwrap_or_else(|_| Ok(reject(Error::DeadlineExceeded)))
+                match tokio::time::timeout(deadline, inner.call(req)).await {
+                    Ok(response) if health => response.map(translate_health_decode_error),
+                    Ok(response) => response,
+                    Err(_) => Ok(reject(Error::DeadlineExceeded)),
+                }
             });
         }
         let arrived = std::time::Instant::now();

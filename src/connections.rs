@@ -150,7 +150,13 @@ pub fn tls_server_config(tls: &TlsSettings) -> Result<rustls::ServerConfig, TlsF
             format!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}"),
         )
     })?;
-    let builder = rustls::ServerConfig::builder();
+    // ring, named rather than taken from the process default, which is ambiguous (a panic)
+    // if another dependency ever enables a second provider.
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls_error(&tls.cert, format!("no usable TLS protocol version: {e}")))?;
     let builder = match &tls.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {

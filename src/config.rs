@@ -253,14 +253,26 @@ fn parse_duration(
     value: Option<String>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => humantime::parse_duration(&text).map_err(|e| ConfigError::Invalid {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let duration = humantime::parse_duration(&text).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: format!("{text:?}: {e} (use e.g. \"8h\" or \"30m\")"),
+    })?;
+    // Timers and deadlines add durations to "now"; beyond a few hundred years that overflows
+    // (a panic in a background task). No setting here needs more than ten years.
+    if duration > MAX_DURATION {
+        return Err(ConfigError::Invalid {
             key,
-            reason: format!("{text:?}: {e} (use e.g. \"8h\" or \"30m\")"),
-        }),
+            reason: format!("{text:?}: at most 10 years"),
+        });
     }
+    Ok(duration)
 }
+
+/// The longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
 impl Config {
     /// Defaults ← file ← environment/flags.
@@ -495,6 +507,19 @@ fn principals(
             if subject.trim().is_empty() {
                 return Err(invalid(format!("principal {name:?}: empty cert_subject")));
             }
+            // Compared literally with a certificate's names, so anything that can never
+            // equal one would silently lock the principal out.
+            if subject.trim() != subject
+                || subject.ends_with('.')
+                || subject.contains('*')
+                || subject.chars().any(char::is_control)
+            {
+                return Err(invalid(format!(
+                    "principal {name:?}: cert_subject {subject:?} can never match a certificate \
+                     (no surrounding spaces, wildcards or trailing dot: it is compared with the \
+                     certificate's DNS names literally, ignoring case)"
+                )));
+            }
             if out.iter().any(|p| {
                 p.cert_subject
                     .as_ref()
@@ -707,9 +732,14 @@ mod tests {
             ),
             "[limits]\nmax_request_bytes = 0".to_owned(),
             format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"A.Internal\""),
+            format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \" b.internal\""),
+            format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"*.internal\""),
+            format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"b.internal.\""),
             "[limits]\nmax_connections = 0".to_owned(),
             "[limits]\nmax_connections = 2000000".to_owned(),
             "[limits]\nhandshake_timeout = \"0s\"".to_owned(),
+            "[limits]\nhandshake_timeout = \"300000000000years\"".to_owned(),
+            "[limits]\nhttp2_keepalive_interval = \"11years\"".to_owned(),
         ] {
             assert!(load(&bad).is_err(), "accepted: {bad}");
         }

@@ -11,8 +11,10 @@
 //!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
 //!   benchmark tools of `scripts/bench` and `scripts/growth`.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
-//! - [`connections`] — accepts the gRPC port's connections: caps how many are open, closes
-//!   those that do not finish the TLS handshake and HTTP/2 preface in time, terminates TLS.
+//! - [`connections`] — accepts the gRPC port's connections: caps how many are open (at the
+//!   cap the idlest connection makes room), closes those that do not finish the TLS
+//!   handshake and HTTP/2 preface in time (and, at shutdown, those still handshaking),
+//!   terminates TLS, raises the open-files limit.
 //! - [`server`] — assembles services, health, reflection; background upkeep (readiness,
 //!   pruning) and the expiry sweep task; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
@@ -20,7 +22,8 @@
 //!   `traceparent` continued).
 //! - [`auth`] — service principals: bearer tokens (SHA-256 in config, constant-time
 //!   compare), client-certificate identities, and the admission layer that authenticates,
-//!   checks each RPC's permission and sheds load before any handler runs.
+//!   checks each RPC's permission and sheds load before any handler runs, and marks the
+//!   connection busy while an authenticated call's response lasts.
 //! - [`metrics`] — Prometheus metric names (declared once), the recorder and the
 //!   `--metrics-listen` HTTP listener.
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".

@@ -36,8 +36,12 @@ pub const DB_ERRORS: &str = "accessgrant_db_errors_total";
 pub const WATCH_STREAMS: &str = "accessgrant_watch_streams";
 /// Open connections on the gRPC port, handshaking or serving (gauge).
 pub const CONNECTIONS_OPEN: &str = "accessgrant_connections_open";
-/// Connections closed at accept because `[limits] max_connections` were open (counter).
+/// Connections closed at accept because `[limits] max_connections` were open and none was
+/// idle (counter).
 pub const CONNECTIONS_REFUSED: &str = "accessgrant_connections_refused_total";
+/// Idle connections closed to make room for a new one at `[limits] max_connections`
+/// (counter).
+pub const CONNECTIONS_EVICTED: &str = "accessgrant_connections_evicted_total";
 /// Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2
 /// preface within `[limits] handshake_timeout` (counter).
 pub const HANDSHAKE_FAILURES: &str = "accessgrant_connection_handshake_failures_total";
@@ -47,7 +51,7 @@ pub const READY: &str = "accessgrant_ready";
 pub const BUILD_INFO: &str = "accessgrant_build_info";
 
 /// Every metric this service exports, for the alert-rule check in CI.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     RPC_REQUESTS,
     RPC_DURATION,
     DECISIONS,
@@ -61,6 +65,7 @@ pub const ALL: [&str; 16] = [
     WATCH_STREAMS,
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
+    CONNECTIONS_EVICTED,
     HANDSHAKE_FAILURES,
     READY,
     BUILD_INFO,
@@ -93,6 +98,11 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                         "git_sha" => env!("ACCESSGRANT_GIT_SHA")
                     )
                     .set(1.0);
+                    // In a scrape from the start, not only after their first event.
+                    metrics::gauge!(CONNECTIONS_OPEN).increment(0.0);
+                    for counter in [CONNECTIONS_REFUSED, CONNECTIONS_EVICTED, HANDSHAKE_FAILURES] {
+                        metrics::counter!(counter).increment(0);
+                    }
                     Some(handle)
                 }
                 Err(e) => {
@@ -104,11 +114,24 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Serves `GET /metrics` (any path) on `listener` until the task is dropped.
+/// Connections the metrics listener serves at once; more are closed when accepted. A
+/// scraper needs one.
+const MAX_SCRAPE_CONNECTIONS: usize = 16;
+/// The longest one connection may take to send its request and read the answer.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `GET /metrics` (any path) on `listener` until the task is dropped: one request
+/// per connection, at most [`MAX_SCRAPE_CONNECTIONS`] at once, each done within
+/// [`SCRAPE_TIMEOUT`], so idle or slow clients of this port cannot hold descriptors the gRPC
+/// port needs.
 pub async fn serve(listener: TcpListener, handle: &'static PrometheusHandle) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPE_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
         tokio::spawn(async move {
@@ -122,9 +145,11 @@ pub async fn serve(listener: TcpListener, handle: &'static PrometheusHandle) {
                         .unwrap_or_default(),
                 )
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(SCRAPE_TIMEOUT, connection).await;
+            drop(slot);
         });
     }
 }

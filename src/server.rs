@@ -94,6 +94,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Unusable TLS files stop the start before the database is touched.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(crate::connections::tls_server_config)
+        .transpose()?;
     // One server per SQLite file; held until this function returns.
     let _serve_lock = crate::storage::sqlite_file::path_of(&config.database_url)
         .map(|path| crate::storage::sqlite_file::ServeLock::acquire(&path))
@@ -166,11 +172,6 @@ pub async fn run(
              principal; only loopback listen addresses are allowed"
         );
     }
-    let tls = config
-        .tls
-        .as_ref()
-        .map(crate::connections::tls_server_config)
-        .transpose()?;
     let connection_limits = crate::connections::ConnectionLimits {
         max_connections: limits.max_connections,
         handshake_timeout: limits.handshake_timeout,

@@ -6,7 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{closed_within, spawn_server_with};
+use accessgrant::{
+    connections::activity::MIN_IDLE,
+    proto::v1::{self as pb, audit_service_client::AuditServiceClient},
+};
+use common::{closed_within, connect, spawn_server_with};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -98,22 +102,55 @@ async fn the_preface_must_arrive_within_the_handshake_timeout() {
     );
 }
 
-/// With `max_connections` open, one more is closed at once (not at the handshake timeout),
-/// connections already open keep working, and a slot frees when a connection closes.
+/// A call whose request body never arrives: in flight (and authenticated) until the
+/// deadline, so it keeps its connection busy.
+fn stalled_call(
+    channel: tonic::transport::Channel,
+) -> tokio::task::JoinHandle<Result<tonic::Response<pb::GetAccessGrantResponse>, tonic::Status>> {
+    tokio::spawn(async move {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        grpc.client_streaming::<_, pb::GetAccessGrantRequest, pb::GetAccessGrantResponse, _>(
+            tonic::Request::new(futures::stream::pending::<pb::GetAccessGrantRequest>()),
+            http::uri::PathAndQuery::from_static(
+                "/accessgrant.v1.AccessGrantService/GetAccessGrant",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+    })
+}
+
+/// With `max_connections` open and every one busy with a call, one more is closed at once
+/// (not at the handshake timeout), the busy ones keep working, and a slot frees when a
+/// connection closes.
 #[tokio::test]
-async fn connections_beyond_the_cap_are_closed_at_once() {
-    // The test server's own channel holds one connection; two idle sockets take the rest.
+async fn connections_beyond_the_cap_are_refused_when_none_is_idle() {
     let s = spawn_server_with(|c| {
-        c.limits.max_connections = 3;
+        c.limits.max_connections = 2;
         c.limits.handshake_timeout = Duration::from_secs(30);
     })
     .await;
-    s.create_account("acme", accessgrant::proto::v1::AccountPlan::Paid)
-        .await;
-    let idle_a = TcpStream::connect(s.addr).await.unwrap();
-    let _idle_b = TcpStream::connect(s.addr).await.unwrap();
-    // Let the server accept both before the one over the cap.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    // The test server's own channel is one connection, a second channel the other; both
+    // busy: one with a call whose body never arrives, one following the audit log (a stream
+    // whose response started long ago counts until it ends).
+    let second = connect(s.addr).await;
+    let mut watch = AuditServiceClient::new(second.clone())
+        .watch_audit_events(pb::WatchAuditEventsRequest {
+            account_id: "acme".into(),
+            after_global_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        watch.message().await.unwrap().is_some(),
+        "the stream has started"
+    );
+    let busy = [stalled_call(s.channel.clone())];
+    // Past the idle threshold, so only being busy protects them.
+    tokio::time::sleep(MIN_IDLE + Duration::from_millis(300)).await;
 
     let started = Instant::now();
     let mut over = TcpStream::connect(s.addr).await.unwrap();
@@ -125,19 +162,75 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     // Whatever the client library makes of a closed connection (UNAVAILABLE, CANCELLED),
     // the call is not served.
     assert_ne!(health_code(s.addr).await, Code::Ok);
-    // The connection opened before the cap was reached is still served.
+    for call in &busy {
+        assert!(!call.is_finished(), "a busy connection was closed");
+    }
+    // The connections that were open are still served.
     s.grant("acme").await;
 
-    drop(idle_a);
-    let mut code = Code::Unavailable;
-    for _ in 0..50 {
-        code = health_code(s.addr).await;
-        if code == Code::Ok {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), watch.message())
+            .await
+            .is_err(),
+        "the watch stream is still open (no new events, no error)"
+    );
+    for call in busy {
+        call.abort();
     }
-    assert_eq!(code, Code::Ok, "a closed connection frees its slot");
+    drop(second);
+}
+
+/// At the limit, a new connection closes the idlest one instead of being refused: a
+/// connection that never made an authenticated call before one that did, even if that one
+/// has been idle longer; and a connection younger than `MIN_IDLE` is left alone.
+#[tokio::test]
+async fn at_the_cap_the_idlest_connection_makes_room() {
+    let s = spawn_server_with(|c| {
+        c.limits.max_connections = 2;
+        c.limits.handshake_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // The server's own channel made an authenticated call, then went idle; afterwards a raw
+    // socket connects and says nothing (idle for less time, but never authenticated).
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut anonymous = TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::sleep(MIN_IDLE + Duration::from_millis(300)).await;
+
+    assert_eq!(
+        health_code(s.addr).await,
+        Code::Ok,
+        "the new connection got a slot"
+    );
+    assert!(
+        closed_within(&mut anonymous, Duration::from_secs(3)).await,
+        "the never-authenticated connection made room"
+    );
+
+    // Now the slots hold the server's channel and the health client's connection (closed by
+    // now, or idle). A socket that has only just connected is not chosen: fill the freed
+    // slot with a young one, then ask again at once.
+    let mut young = TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = health_code(s.addr).await;
+    assert!(
+        !closed_within(&mut young, Duration::from_millis(300)).await,
+        "a connection younger than MIN_IDLE was closed"
+    );
+}
+
+/// Shutdown does not wait for connections that never finished their handshake.
+#[tokio::test]
+async fn shutdown_closes_connections_still_handshaking() {
+    let s = spawn_server_with(|c| c.limits.handshake_timeout = Duration::from_secs(30)).await;
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), s.stop())
+        .await
+        .expect("the server stops without waiting for the handshake timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(closed_within(&mut silent, Duration::from_secs(1)).await);
 }
 
 /// `serve` raises its soft open-files limit to the hard one, so `max_connections` applies

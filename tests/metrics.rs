@@ -232,3 +232,65 @@ async fn audit_failures_and_watch_streams_are_visible() {
     }
     assert!(pool_seen, "accessgrant_db_connections was never exported");
 }
+
+/// The metrics port holds few connections: idle ones beyond its small cap are closed at
+/// once, a connection serves one request (no keep-alive), and scrapes work again once the
+/// idle ones are gone. The connection counters are exported from the start.
+#[tokio::test]
+async fn the_metrics_port_bounds_its_connections() {
+    let addr = free_port();
+    let _s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
+    let first = scrape(addr).await;
+    for name in [
+        "accessgrant_connections_open",
+        "accessgrant_connections_refused_total",
+        "accessgrant_connections_evicted_total",
+        "accessgrant_connection_handshake_failures_total",
+    ] {
+        assert!(
+            first.samples.iter().any(|s| s.metric == name),
+            "{name} is exported before its first event"
+        );
+    }
+
+    // Two requests on one connection: the first is answered, then the connection closes.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\nGET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the connection closes after one answer")
+    .unwrap();
+    assert_eq!(response.matches("HTTP/1.1 200").count(), 1);
+
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut over, std::time::Duration::from_secs(2)).await);
+    drop(idle);
+    let mut ok = false;
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response).await;
+        if response.starts_with("HTTP/1.1 200") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ok, "scrapes work again once the idle connections are gone");
+}

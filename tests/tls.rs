@@ -590,6 +590,16 @@ fn first_certificate_der(pem: &[u8]) -> Vec<u8> {
 async fn unusable_tls_files_are_named_when_the_server_starts() {
     let pki = Pki::new();
     std::fs::write(pki.path("garbage.key"), "not a key").unwrap();
+    std::fs::write(
+        pki.path("bad-der.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pki.path("encrypted.key"),
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let tls = |cert: &str, key: &str, ca: Option<&str>| TlsSettings {
         cert: pki.path(cert),
         key: pki.path(key),
@@ -605,6 +615,14 @@ async fn unusable_tls_files_are_named_when_the_server_starts() {
         (
             tls("server.pem", "server.key", Some("garbage.key")),
             "garbage.key",
+        ),
+        // A PEM block that is not a certificate inside: the certificate's fault, not the key's.
+        (tls("bad-der.pem", "server.key", None), "bad-der.pem"),
+        (tls("server.pem", "encrypted.key", None), "encrypted.key"),
+        // A leaf certificate as the client CA.
+        (
+            tls("server.pem", "server.key", Some("support.pem")),
+            "support.pem",
         ),
     ];
     for (settings, file) in cases {

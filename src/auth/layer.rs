@@ -14,14 +14,12 @@ use std::{
 
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
-use tonic::{
-    Status,
-    transport::server::{TcpConnectInfo, TlsConnectInfo},
-};
+use tonic::{Status, transport::server::TlsConnectInfo};
 use tower::{Layer, Service};
 
-use super::{AuthError, Authenticator, certificate};
+use super::{AuthError, Authenticator, call_body::CallBody, certificate};
 use crate::{
+    connections::{ConnectionInfo, activity::Activity},
     domain::{Error, permission::Caller},
     grpc::permissions::{self, Requirement},
 };
@@ -168,9 +166,27 @@ fn translate_health_decode_error<B: Default>(response: http::Response<B>) -> htt
     }
 }
 
+/// A response that counts as no call on its connection.
+fn uncounted<B>(response: http::Response<B>) -> http::Response<CallBody<B>> {
+    response.map(|body| CallBody::new(body, None))
+}
+
+/// The activity of the call's connection (plaintext or TLS).
+fn connection_activity<B>(req: &http::Request<B>) -> Option<Arc<Activity>> {
+    let extensions = req.extensions();
+    extensions
+        .get::<ConnectionInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<ConnectionInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .map(|info| info.activity.clone())
+}
+
 fn cert_identities<B>(req: &http::Request<B>) -> Vec<String> {
     req.extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .get::<TlsConnectInfo<ConnectionInfo>>()
         .and_then(TlsConnectInfo::peer_certs)
         .and_then(|certs| certs.first().map(|leaf| certificate::identities(leaf)))
         .unwrap_or_default()
@@ -184,7 +200,7 @@ where
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<CallBody<ResBody>>;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -214,8 +230,10 @@ where
             // limits bound those.)
             return Box::pin(async move {
                 match tokio::time::timeout(deadline, inner.call(req)).await {
-                    Ok(response) if health => response.map(translate_health_decode_error),
-                    Ok(response) => response,
+                    Ok(response) if health => {
+                        response.map(|r| uncounted(translate_health_decode_error(r)))
+                    }
+                    Ok(response) => response.map(uncounted),
                     Err(_) => Ok(reject(Error::DeadlineExceeded)),
                 }
             });
@@ -257,6 +275,9 @@ where
             tracing::info!(method = %req.uri().path(), principal = %caller.principal, "rejected: lacks permission");
             return Box::pin(std::future::ready(Ok(reject_counted(&path, arrived, e))));
         }
+        // An authenticated call keeps its connection from being closed as idle (see
+        // `connections::activity`) until its response ends.
+        let call = connection_activity(&req).map(|a| a.call_started());
         let method = req.uri().path().to_owned();
         let principal = caller.principal.clone();
         req.extensions_mut().insert::<Caller>(caller);
@@ -278,14 +299,15 @@ where
                 // Past the deadline the handler is dropped; a write it started runs on its own
                 // task and still commits whole or not at all.
                 let response = match tokio::time::timeout(deadline, inner.call(req)).await {
-                    Ok(response) => response.map(translate_decode_limit),
+                    Ok(response) => response
+                        .map(|r| translate_decode_limit(r).map(|body| CallBody::new(body, call))),
                     Err(_) => Ok(reject(Error::DeadlineExceeded)),
                 };
                 // Errors travel in the headers of a trailers-only response; success (and errors
                 // raised later in a stream) in the trailers, which this layer does not see.
                 let code = response
                     .as_ref()
-                    .map_or_else(|_| "Unknown".to_owned(), |r| code_of(r));
+                    .map_or_else(|_| "Unknown".to_owned(), code_of);
                 crate::metrics::record_rpc(&method, &code, started.elapsed());
                 tracing::info!(
                     %method,

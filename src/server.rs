@@ -101,11 +101,14 @@ pub async fn run(
         .map(crate::connections::tls_server_config)
         .transpose()?;
     // One server per SQLite file; held until this function returns.
-    let _serve_lock = crate::storage::sqlite_file::path_of(&config.database_url)
+    let serve_lock = crate::storage::sqlite_file::path_of(&config.database_url)
         .map(|path| crate::storage::sqlite_file::ServeLock::acquire(&path))
         .transpose()?;
     let metrics_task = crate::metrics::start(config.metrics_listen).await;
     let store = open_store(&config).await?;
+    if let Some(lock) = &serve_lock {
+        store.watch_serve_lock(lock);
+    }
     let app = App::new(
         store.clone(),
         clock,

@@ -589,6 +589,27 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     assert!(early.is_err(), "the file is free again: {early:?}");
 }
 
+/// Deleting the serve lock file under a running server would let a second server start on
+/// the same file; the first stops acknowledging writes at once, as if the database file had
+/// been replaced, and a second server can then take over the file.
+#[tokio::test]
+async fn a_deleted_serve_lock_fails_closed() {
+    use accessgrant::proto::v1 as pb;
+    if sqlite_only("a_deleted_serve_lock_fails_closed") {
+        return;
+    }
+    let s = spawn_server().await;
+    s.create_account("acme", pb::AccountPlan::Trial).await;
+    assert_eq!(s.authorize("acme").await.decision(), pb::Decision::Allow);
+    let db_path = s.db_path.clone().expect("a SQLite file");
+    let lock = format!(
+        "{}.serve-lock",
+        std::fs::canonicalize(&db_path).unwrap().display()
+    );
+    std::fs::remove_file(&lock).unwrap();
+    assert_decision_fails_closed(&s, "acme").await;
+}
+
 /// A percent-encoded SQLite URL names one file for every connection of the server: the pool
 /// (sqlx) decodes `%20`, and so do the decision connection and the file watch, so decisions
 /// land in the migrated file and no stray `a%20b` file appears.

@@ -429,6 +429,14 @@ impl Store {
         self.file.as_ref().is_some_and(|f| f.is_lost())
     }
 
+    /// Adds the serve lock file this server holds to the file watch: if it is deleted or
+    /// replaced, the server fails closed as if the database file were (see [`sqlite_file`]).
+    pub fn watch_serve_lock(&self, lock: &sqlite_file::ServeLock) {
+        if let (Some(file), Some(held)) = (&self.file, lock.held()) {
+            file.watch_serve_lock(held);
+        }
+    }
+
     /// Checks, now (one `stat`), that the SQLite file is still the one the server opened.
     /// Writers call it before a transaction and again after its commit, before anyone is
     /// answered: a file deleted or replaced mid-flight must never be acknowledged into.

@@ -27,6 +27,8 @@ pub struct SqliteFile {
     wal: std::sync::OnceLock<(u64, u64)>,
     /// Set once the file was found missing or replaced; never cleared (restart to recover).
     lost: AtomicBool,
+    /// The serve lock file this server holds and its (device, inode), once `serve` took it.
+    serve_lock: std::sync::OnceLock<(PathBuf, (u64, u64))>,
 }
 
 /// The file path of a `sqlite:` URL, exactly as the connection pool opens it; `None` for
@@ -64,7 +66,9 @@ pub fn path_of(url: &str) -> Option<PathBuf> {
 /// process ends, even by `kill -9`, so a crash never leaves a stale lock behind.
 #[derive(Debug)]
 pub struct ServeLock {
-    _file: std::fs::File,
+    file: std::fs::File,
+    /// The lock file's path.
+    path: PathBuf,
 }
 
 /// Why [`ServeLock::acquire`] failed.
@@ -125,7 +129,21 @@ impl ServeLock {
                 ));
             }
         }
-        Ok(Self { _file: file })
+        Ok(Self { file, path })
+    }
+
+    /// The lock file's path and the (device, inode) of the file this server holds locked.
+    pub fn held(&self) -> Option<(PathBuf, (u64, u64))> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = self.file.metadata().ok()?;
+            Some((self.path.clone(), (meta.dev(), meta.ino())))
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
     }
 }
 
@@ -175,6 +193,7 @@ impl SqliteFile {
             wal_path,
             wal,
             lost: AtomicBool::new(false),
+            serve_lock: std::sync::OnceLock::new(),
         })
     }
 
@@ -197,13 +216,25 @@ impl SqliteFile {
             }
             (None, None) => true,
         };
-        if file_ok && wal_ok {
+        // A deleted or replaced serve lock file lets a second server start on this file;
+        // this server's read cache would then miss that server's changes. Stop serving.
+        let lock_ok = self
+            .serve_lock
+            .get()
+            .is_none_or(|(path, held)| identity(path) == Some(*held));
+        if file_ok && wal_ok && lock_ok {
             true
         } else {
-            tracing::error!(path = %self.path.display(), wal_ok, "the database file or its WAL is missing or was replaced: refusing writes until restart");
+            tracing::error!(path = %self.path.display(), wal_ok, lock_ok, "the database file, its WAL or the serve lock file is missing or was replaced: refusing writes until restart");
             self.lost.store(true, Ordering::Release);
             false
         }
+    }
+
+    /// Watches the serve lock file this server holds (see [`ServeLock::held`]) along with
+    /// the database file.
+    pub fn watch_serve_lock(&self, lock: (PathBuf, (u64, u64))) {
+        let _ = self.serve_lock.set(lock);
     }
 
     /// True once the file was lost.

@@ -12,7 +12,7 @@
 //!   benchmark tools of `scripts/bench` and `scripts/growth`.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
 //! - [`connections`] — accepts the gRPC port's connections: caps how many are open (at the
-//!   cap the idlest connection makes room), closes those that do not finish the TLS
+//!   cap the oldest never-authenticated connection makes room), closes those that do not finish the TLS
 //!   handshake and HTTP/2 preface in time (and, at shutdown, those still handshaking),
 //!   terminates TLS, raises the open-files limit.
 //! - [`server`] — assembles services, health, reflection; background upkeep (readiness,
@@ -23,7 +23,8 @@
 //! - [`auth`] — service principals: bearer tokens (SHA-256 in config, constant-time
 //!   compare), client-certificate identities, and the admission layer that authenticates,
 //!   checks each RPC's permission and sheds load before any handler runs, and marks the
-//!   connection busy while an authenticated call's response lasts.
+//!   connection authenticated (never closed to make room), and busy while a call's response
+//!   lasts.
 //! - [`metrics`] — Prometheus metric names (declared once), the recorder and the
 //!   `--metrics-listen` HTTP listener.
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".

@@ -36,11 +36,11 @@ pub const DB_ERRORS: &str = "accessgrant_db_errors_total";
 pub const WATCH_STREAMS: &str = "accessgrant_watch_streams";
 /// Open connections on the gRPC port, handshaking or serving (gauge).
 pub const CONNECTIONS_OPEN: &str = "accessgrant_connections_open";
-/// Connections closed at accept because `[limits] max_connections` were open and none was
-/// idle (counter).
+/// Connections closed at accept because `[limits] max_connections` were open, all of them
+/// authenticated (counter).
 pub const CONNECTIONS_REFUSED: &str = "accessgrant_connections_refused_total";
-/// Idle connections closed to make room for a new one at `[limits] max_connections`
-/// (counter).
+/// Never-authenticated connections closed to make room for a new one at
+/// `[limits] max_connections` (counter).
 pub const CONNECTIONS_EVICTED: &str = "accessgrant_connections_evicted_total";
 /// Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2
 /// preface within `[limits] handshake_timeout` (counter).
@@ -114,27 +114,32 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Connections the metrics listener serves at once; more are closed when accepted. A
-/// scraper needs one.
+/// Connections the metrics listener serves at once. A scraper needs one.
 const MAX_SCRAPE_CONNECTIONS: usize = 16;
-/// The longest one connection may take to send its request and read the answer.
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one connection may take to send its request and read the answer (the
+/// answer is rendered from memory in well under a millisecond).
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves `GET /metrics` (any path) on `listener` until the task is dropped: one request
-/// per connection, at most [`MAX_SCRAPE_CONNECTIONS`] at once, each done within
-/// [`SCRAPE_TIMEOUT`], so idle or slow clients of this port cannot hold descriptors the gRPC
-/// port needs.
+/// per connection, each done within [`SCRAPE_TIMEOUT`], at most [`MAX_SCRAPE_CONNECTIONS`]
+/// at once. At the limit a new connection closes the oldest one rather than being refused,
+/// so sockets held open by someone else delay a scrape, but cannot keep refusing it, and
+/// cannot hold descriptors the gRPC port needs.
 pub async fn serve(listener: TcpListener, handle: &'static PrometheusHandle) {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPE_CONNECTIONS));
+    let mut open: std::collections::VecDeque<tokio::task::JoinHandle<()>> =
+        std::collections::VecDeque::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        tokio::spawn(async move {
+        open.retain(|task| !task.is_finished());
+        if open.len() >= MAX_SCRAPE_CONNECTIONS
+            && let Some(oldest) = open.pop_front()
+        {
+            oldest.abort();
+        }
+        open.push_back(tokio::spawn(async move {
             let service = service_fn(move |_req: Request<hyper::body::Incoming>| async move {
                 handle.run_upkeep();
                 let body = handle.render();
@@ -149,8 +154,7 @@ pub async fn serve(listener: TcpListener, handle: &'static PrometheusHandle) {
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(SCRAPE_TIMEOUT, connection).await;
-            drop(slot);
-        });
+        }));
     }
 }
 

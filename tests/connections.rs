@@ -6,10 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use accessgrant::{
-    connections::activity::MIN_IDLE,
-    proto::v1::{self as pb, audit_service_client::AuditServiceClient},
-};
+use accessgrant::proto::v1::{self as pb, audit_service_client::AuditServiceClient};
 use common::{closed_within, connect, spawn_server_with};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -121,22 +118,24 @@ fn stalled_call(
     })
 }
 
-/// With `max_connections` open and every one busy with a call, one more is closed at once
-/// (not at the handshake timeout), the busy ones keep working, and a slot frees when a
-/// connection closes.
+/// With `max_connections` open and every one authenticated, one more is closed at once
+/// (not at the handshake timeout), even when the authenticated ones are idle; the open ones
+/// keep working, busy or not.
 #[tokio::test]
-async fn connections_beyond_the_cap_are_refused_when_none_is_idle() {
+async fn connections_beyond_the_cap_are_refused_when_all_are_authenticated() {
     let s = spawn_server_with(|c| {
-        c.limits.max_connections = 2;
+        c.limits.max_connections = 3;
         c.limits.handshake_timeout = Duration::from_secs(30);
     })
     .await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
-    // The test server's own channel is one connection, a second channel the other; both
-    // busy: one with a call whose body never arrives, one following the audit log (a stream
-    // whose response started long ago counts until it ends).
-    let second = connect(s.addr).await;
-    let mut watch = AuditServiceClient::new(second.clone())
+    // Three connections: the test server's own channel (idle after its call), one with a
+    // call whose body never arrives, one following the audit log (a stream whose response
+    // started long ago counts until it ends).
+    let stalled_channel = connect(s.addr).await;
+    let busy = stalled_call(stalled_channel.clone());
+    let watching = connect(s.addr).await;
+    let mut watch = AuditServiceClient::new(watching.clone())
         .watch_audit_events(pb::WatchAuditEventsRequest {
             account_id: "acme".into(),
             after_global_position: 0,
@@ -148,9 +147,7 @@ async fn connections_beyond_the_cap_are_refused_when_none_is_idle() {
         watch.message().await.unwrap().is_some(),
         "the stream has started"
     );
-    let busy = [stalled_call(s.channel.clone())];
-    // Past the idle threshold, so only being busy protects them.
-    tokio::time::sleep(MIN_IDLE + Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
     let mut over = TcpStream::connect(s.addr).await.unwrap();
@@ -162,66 +159,156 @@ async fn connections_beyond_the_cap_are_refused_when_none_is_idle() {
     // Whatever the client library makes of a closed connection (UNAVAILABLE, CANCELLED),
     // the call is not served.
     assert_ne!(health_code(s.addr).await, Code::Ok);
-    for call in &busy {
-        assert!(!call.is_finished(), "a busy connection was closed");
-    }
-    // The connections that were open are still served.
-    s.grant("acme").await;
-
+    assert!(!busy.is_finished(), "a busy connection was closed");
     assert!(
         tokio::time::timeout(Duration::from_millis(200), watch.message())
             .await
             .is_err(),
         "the watch stream is still open (no new events, no error)"
     );
-    for call in busy {
-        call.abort();
-    }
-    drop(second);
+    // The idle authenticated connection is still served.
+    s.grant("acme").await;
+    busy.abort();
 }
 
-/// At the limit, a new connection closes the idlest one instead of being refused: a
-/// connection that never made an authenticated call before one that did, even if that one
-/// has been idle longer; and a connection younger than `MIN_IDLE` is left alone.
+/// At the limit, a new connection closes the oldest connection that never made an
+/// authenticated call (a socket that says nothing, a health check), so such connections
+/// only ever replace each other: a flood of them cannot lock out a probe, and cannot close
+/// an authenticated client's idle connection.
 #[tokio::test]
-async fn at_the_cap_the_idlest_connection_makes_room() {
+async fn at_the_cap_anonymous_connections_make_room() {
+    let s = spawn_server_with(|c| {
+        c.limits.max_connections = 30;
+        c.limits.handshake_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // The server's own channel made an authenticated call and is idle; 29 raw sockets
+    // connect after it and say nothing, filling the cap.
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let mut older = TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut newer = Vec::new();
+    for _ in 0..28 {
+        newer.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert_eq!(health_code(s.addr).await, Code::Ok, "the probe got a slot");
+    assert!(
+        closed_within(&mut older, Duration::from_secs(3)).await,
+        "the oldest anonymous connection made room"
+    );
+    assert!(
+        !closed_within(&mut newer[27], Duration::from_millis(200)).await,
+        "only the oldest was closed"
+    );
+    drop(newer);
+
+    // A flood of anonymous sockets, many more over time than the cap, each held open:
+    // probes still get through, and the authenticated channel keeps working. (Each
+    // anonymous socket lives about cap ÷ rate; the rate here keeps that far above a probe's
+    // few milliseconds, as 1024 slots do against thousands of connections per second.)
+    let stop = Instant::now() + Duration::from_secs(2);
+    let addr = s.addr;
+    let flood = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while Instant::now() < stop {
+            if let Ok(socket) = TcpStream::connect(addr).await {
+                held.push(socket);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        held.len()
+    });
+    let mut probes_ok = 0;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if health_code(s.addr).await == Code::Ok {
+            probes_ok += 1;
+        }
+        // The authenticated channel keeps its connection: no reconnect, no failure.
+        s.grant("acme").await;
+    }
+    let flooded = flood.await.unwrap();
+    assert!(flooded > 60, "the flood opened only {flooded} sockets");
+    assert!(probes_ok >= 4, "only {probes_ok} of 5 probes got through");
+}
+
+/// HTTP/2 frames of one complete `grpc.health.v1.Health/Check` call on `stream`: HEADERS
+/// (HPACK, no dynamic table) and an empty message ending the stream.
+fn health_check_frames(stream: u32) -> Vec<u8> {
+    let path = b"/grpc.health.v1.Health/Check";
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    block.push(0x04); // :path, literal without indexing
+    block.push(path.len() as u8);
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x01, 1, b'x']); // :authority x
+    block.extend_from_slice(&[0x0f, 0x10, 16]); // content-type
+    block.extend_from_slice(b"application/grpc");
+    block.extend_from_slice(&[0x00, 2, b't', b'e', 8]);
+    block.extend_from_slice(b"trailers");
+    let mut out = Vec::new();
+    for (kind, flags, payload) in [(1u8, 0x4u8, block), (0, 0x1, vec![0; 5])] {
+        let len = payload.len() as u32;
+        out.extend_from_slice(&len.to_be_bytes()[1..]);
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(&payload);
+    }
+    out
+}
+
+/// An anonymous connection that stopped reading (a tiny receive buffer, never read, while
+/// it sends call after call and PINGs, so HTTP/2 has answers it cannot write and stops
+/// reading it too) is still closed to make room: closing shuts the socket down rather than
+/// waiting for the connection's next read.
+#[tokio::test]
+async fn a_connection_that_stopped_reading_still_makes_room() {
     let s = spawn_server_with(|c| {
         c.limits.max_connections = 2;
         c.limits.handshake_timeout = Duration::from_secs(30);
     })
     .await;
-    // The server's own channel made an authenticated call, then went idle; afterwards a raw
-    // socket connects and says nothing (idle for less time, but never authenticated).
     s.create_account("acme", pb::AccountPlan::Paid).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut anonymous = TcpStream::connect(s.addr).await.unwrap();
-    tokio::time::sleep(MIN_IDLE + Duration::from_millis(300)).await;
-
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let flooder = socket.connect(s.addr).await.unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend_from_slice(&SETTINGS);
+    let mut next_stream = 1u32;
+    let mut written = 0;
+    let mut stuck_since: Option<Instant> = None;
+    // Write until the server has stopped reading for half a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stuck_since.is_none_or(|t| t.elapsed() < Duration::from_millis(500)) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped reading"
+        );
+        if written == out.len() {
+            out = health_check_frames(next_stream);
+            out.extend_from_slice(&ping());
+            next_stream += 2;
+            written = 0;
+        }
+        match flooder.try_write(&out[written..]) {
+            Ok(n) => {
+                written += n;
+                stuck_since = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stuck_since.get_or_insert_with(Instant::now);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("the flooder's connection failed early: {e}"),
+        }
+    }
     assert_eq!(
         health_code(s.addr).await,
         Code::Ok,
-        "the new connection got a slot"
+        "the stuck connection made room"
     );
-    assert!(
-        closed_within(&mut anonymous, Duration::from_secs(3)).await,
-        "the never-authenticated connection made room"
-    );
-
-    // Now the slots hold the server's channel and the health client's connection (closed by
-    // now, or idle). A socket that has only just connected is not chosen: fill the freed
-    // slot with a young one, then ask again at once.
-    let young_since = Instant::now();
-    let mut young = TcpStream::connect(s.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let _ = health_code(s.addr).await;
-    // Only conclusive if `young` was still young when the server chose (a stalled machine
-    // could have aged it past MIN_IDLE).
-    if young_since.elapsed() < MIN_IDLE {
-        assert!(
-            !closed_within(&mut young, Duration::from_millis(300)).await,
-            "a connection younger than MIN_IDLE was closed"
-        );
-    }
+    drop(flooder);
 }
 
 /// Shutdown does not wait for connections that never finished their handshake.

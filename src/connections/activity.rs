@@ -1,96 +1,84 @@
-//! What each open connection is doing, so that at the connection limit the idlest connection
-//! makes room for a new one, instead of the new one being refused.
+//! What each open connection is doing, so that at the connection limit an anonymous
+//! connection makes room for a new one, instead of the new one being refused.
 //!
-//! Without this, whoever holds `max_connections` idle sockets (a leaky client, or anyone
-//! who can reach the port: no credentials are needed to connect) locks every new client
-//! out, the kubelet's probes included, and the pod gets restarted. With it, a new connection
-//! at the limit closes the open connection that has been idle longest:
+//! Without this, whoever holds `max_connections` sockets (a leaky client, or anyone who can
+//! reach the port: no credentials are needed to connect) locks every new client out, the
+//! kubelet's probes included, and the pod gets restarted. With it, a new connection at the
+//! limit closes the **oldest connection that never made an authenticated call** (sockets
+//! that say nothing, health checks, reflection): a flood of anonymous sockets only ever
+//! replaces itself, and each of its sockets lives about `max_connections` ÷ (connections
+//! per second) before it is closed, which is still plenty for a probe or a client's first
+//! call. A connection that has made an authenticated call is never closed this way: only
+//! the holder of a credential can fill the limit with those, and then new connections are
+//! refused.
 //!
-//! - *active* means an **authenticated** call in flight (until its response ends, so a
-//!   long `WatchAuditEvents` stream keeps its connection). Health checks and reflection need
-//!   no credentials, so they do not protect a connection;
-//! - connections that never ran an authenticated call go first, then the longest idle;
-//! - a connection younger than [`MIN_IDLE`] (one that has just connected and not yet sent
-//!   its first call) is never chosen.
-//!
-//! An idle gRPC channel that is closed this way reconnects on its next call. Shutdown uses
-//! the same switch to close connections that never finished their handshake, which
-//! graceful HTTP/2 shutdown would otherwise wait for until `handshake_timeout`.
+//! Closing shuts the socket down (both directions) under the registry's lock, so it takes
+//! effect even on a connection that has stopped reading, and never reaches a descriptor
+//! that was already closed and reused. Shutdown uses the same switch to close connections
+//! that never finished their handshake, which graceful HTTP/2 shutdown would otherwise wait
+//! for until `handshake_timeout`.
 
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
+    os::fd::RawFd,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::Context,
-    time::{Duration, Instant},
 };
 
 use futures::task::AtomicWaker;
 
-/// How long a connection must have been idle before it can be closed to make room.
-pub const MIN_IDLE: Duration = Duration::from_secs(1);
-
-/// The open connections of one listener.
-#[derive(Debug)]
+/// The open connections of one listener, in the order they were accepted.
+#[derive(Debug, Default)]
 pub struct Registry {
-    /// Origin of every connection's `last_active_ms`.
-    epoch: Instant,
     open: Mutex<Open>,
 }
 
 #[derive(Debug, Default)]
 struct Open {
     next_id: u64,
-    connections: HashMap<u64, Arc<Activity>>,
+    /// By id, so the first eligible entry is the oldest connection.
+    connections: BTreeMap<u64, Arc<Activity>>,
 }
 
-/// One connection's state, shared by its I/O (which closes it when asked) and the calls on
-/// it (which mark it active).
+/// One connection's state, shared by its I/O (which ends when it is closed from outside)
+/// and the calls on it (which mark it authenticated and busy).
 #[derive(Debug)]
 pub struct Activity {
-    epoch: Instant,
-    /// When it was accepted, or an authenticated call last started or ended (ms since epoch).
-    last_active_ms: AtomicU64,
+    /// The socket, shut down to close the connection from outside.
+    fd: RawFd,
     /// Authenticated calls whose response has not ended.
     calls: AtomicUsize,
     /// Whether an authenticated call ever ran on it.
     authenticated: AtomicBool,
     /// Whether its HTTP/2 preface has arrived.
     serving: AtomicBool,
-    /// Set to close it: its next read ends the connection.
+    /// Set when it was closed from outside: its next read ends the connection.
     closing: AtomicBool,
     /// The task reading the connection, woken to notice `closing`.
     reader: AtomicWaker,
 }
 
 impl Activity {
-    fn new(epoch: Instant) -> Self {
-        let activity = Self {
-            epoch,
-            last_active_ms: AtomicU64::new(0),
+    fn new(fd: RawFd) -> Self {
+        Self {
+            fd,
             calls: AtomicUsize::new(0),
             authenticated: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             reader: AtomicWaker::new(),
-        };
-        activity.touch();
-        activity
+        }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_active_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// An authenticated call started; it counts until the guard is dropped (when its
-    /// response ends or is abandoned).
+    /// An authenticated call started. From now on the connection is never closed to make
+    /// room; the call counts as in flight until the guard is dropped (when its response
+    /// ends or is abandoned).
     pub fn call_started(self: &Arc<Self>) -> CallGuard {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.authenticated.store(true, Ordering::Relaxed);
-        self.touch();
         CallGuard(self.clone())
     }
 
@@ -99,19 +87,33 @@ impl Activity {
         self.serving.store(true, Ordering::Relaxed);
     }
 
-    /// Asks the connection to close; its reader notices at once.
-    pub(super) fn close(&self) {
+    /// Whether the connection was closed from outside.
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Closes the connection: shuts the socket down in both directions (pending reads and
+    /// writes fail, so even a connection that stopped reading ends) and wakes its reader.
+    /// Only called under the registry's lock, while the connection is registered, so `fd`
+    /// is still this connection's socket.
+    fn close(&self) {
         self.closing.store(true, Ordering::Release);
+        // SAFETY: shutdown(2) on a descriptor this connection still owns (see above); it
+        // does not close or invalidate the descriptor.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
         self.reader.wake();
     }
 
-    /// Whether the connection was asked to close; registers the reader to be woken if it is.
+    /// Whether the connection was closed from outside; registers the reader to be woken if
+    /// it is.
     pub(super) fn poll_closing(&self, cx: &Context<'_>) -> bool {
-        if self.closing.load(Ordering::Acquire) {
+        if self.is_closing() {
             return true;
         }
         self.reader.register(cx.waker());
-        self.closing.load(Ordering::Acquire)
+        self.is_closing()
     }
 }
 
@@ -121,12 +123,12 @@ pub struct CallGuard(Arc<Activity>);
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        self.0.touch();
         self.0.calls.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// A connection's entry in the registry, removed when the connection is dropped.
+/// A connection's entry in the registry. It must be dropped before the socket is closed
+/// (field order in `Admitted`), so the registry never shuts down a reused descriptor.
 #[derive(Debug)]
 pub struct Registered {
     registry: Arc<Registry>,
@@ -144,10 +146,7 @@ impl Drop for Registered {
 impl Registry {
     /// An empty registry.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            epoch: Instant::now(),
-            open: Mutex::new(Open::default()),
-        })
+        Arc::default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
@@ -155,9 +154,9 @@ impl Registry {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a connection that was just accepted.
-    pub fn register(self: &Arc<Self>) -> Registered {
-        let activity = Arc::new(Activity::new(self.epoch));
+    /// Registers a connection that was just accepted on socket `fd`.
+    pub fn register(self: &Arc<Self>, fd: RawFd) -> Registered {
+        let activity = Arc::new(Activity::new(fd));
         let mut open = self.lock();
         let id = open.next_id;
         open.next_id += 1;
@@ -169,28 +168,15 @@ impl Registry {
         }
     }
 
-    /// Closes the connection that has been idle longest (see the module doc); false if every
-    /// connection is active, young, or already closing.
-    pub fn close_idlest(&self) -> bool {
-        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let min_idle_ms = u64::try_from(MIN_IDLE.as_millis()).unwrap_or(u64::MAX);
+    /// Closes the oldest connection that never made an authenticated call (see the module
+    /// doc); false if there is none.
+    pub fn close_oldest_anonymous(&self) -> bool {
         let open = self.lock();
-        let victim = open
-            .connections
-            .values()
-            .filter(|a| {
-                !a.closing.load(Ordering::Relaxed)
-                    && a.calls.load(Ordering::Relaxed) == 0
-                    && now_ms.saturating_sub(a.last_active_ms.load(Ordering::Relaxed))
-                        >= min_idle_ms
-            })
-            // Never authenticated first, then the longest idle.
-            .min_by_key(|a| {
-                (
-                    a.authenticated.load(Ordering::Relaxed),
-                    a.last_active_ms.load(Ordering::Relaxed),
-                )
-            });
+        let victim = open.connections.values().find(|a| {
+            !a.is_closing()
+                && !a.authenticated.load(Ordering::Relaxed)
+                && a.calls.load(Ordering::Relaxed) == 0
+        });
         match victim {
             Some(activity) => {
                 activity.close();
@@ -204,7 +190,7 @@ impl Registry {
     /// serving ones get HTTP/2's graceful shutdown instead).
     pub fn close_handshaking(&self) {
         for activity in self.lock().connections.values() {
-            if !activity.serving.load(Ordering::Relaxed) {
+            if !activity.serving.load(Ordering::Relaxed) && !activity.is_closing() {
                 activity.close();
             }
         }
@@ -215,44 +201,52 @@ impl Registry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_idlest_unauthenticated_connection_goes_first() {
-        let registry = Registry::new();
-        let young = registry.register();
-        let authenticated_idle = registry.register();
-        let anonymous_idle = registry.register();
-        let busy = registry.register();
-        // Age three of them past MIN_IDLE; `young` stays young.
-        for r in [&authenticated_idle, &anonymous_idle, &busy] {
-            r.activity.last_active_ms.store(0, Ordering::Relaxed);
-        }
-        young.activity.touch();
-        std::thread::sleep(MIN_IDLE + Duration::from_millis(20));
-        young.activity.touch();
-        drop(authenticated_idle.activity.call_started());
-        authenticated_idle
-            .activity
-            .last_active_ms
-            .store(0, Ordering::Relaxed);
-        let _call = busy.activity.call_started();
-        busy.activity.last_active_ms.store(0, Ordering::Relaxed);
+    /// A connected socket pair's descriptors; the test keeps the streams open.
+    fn sockets() -> (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        std::os::unix::net::UnixStream::pair().unwrap()
+    }
 
-        assert!(registry.close_idlest());
-        assert!(anonymous_idle.activity.closing.load(Ordering::Relaxed));
-        assert!(!authenticated_idle.activity.closing.load(Ordering::Relaxed));
-        assert!(registry.close_idlest());
-        assert!(authenticated_idle.activity.closing.load(Ordering::Relaxed));
-        // The busy one has a call in flight, the young one is young.
-        assert!(!registry.close_idlest());
-        assert!(!busy.activity.closing.load(Ordering::Relaxed));
-        assert!(!young.activity.closing.load(Ordering::Relaxed));
+    #[test]
+    fn the_oldest_anonymous_connection_goes_first_and_authenticated_ones_never() {
+        use std::os::fd::AsRawFd;
+        let registry = Registry::new();
+        let pairs: Vec<_> = (0..4).map(|_| sockets()).collect();
+        let authenticated = registry.register(pairs[0].0.as_raw_fd());
+        let older = registry.register(pairs[1].0.as_raw_fd());
+        let newer = registry.register(pairs[2].0.as_raw_fd());
+        let busy = registry.register(pairs[3].0.as_raw_fd());
+        drop(authenticated.activity.call_started());
+        let _call = busy.activity.call_started();
+
+        assert!(registry.close_oldest_anonymous());
+        assert!(older.activity.is_closing());
+        assert!(!newer.activity.is_closing());
+        // The peer of a closed connection sees it end.
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            std::io::Read::read(&mut &pairs[1].1, &mut buf).unwrap(),
+            0,
+            "shut down"
+        );
+        assert!(registry.close_oldest_anonymous());
+        assert!(newer.activity.is_closing());
+        // Idle but authenticated, or busy: never.
+        assert!(!registry.close_oldest_anonymous());
+        assert!(!authenticated.activity.is_closing());
+        assert!(!busy.activity.is_closing());
     }
 
     #[test]
     fn dropped_connections_leave_the_registry() {
+        use std::os::fd::AsRawFd;
         let registry = Registry::new();
-        let a = registry.register();
-        let _b = registry.register();
+        let (a_sock, _a_peer) = sockets();
+        let (b_sock, _b_peer) = sockets();
+        let a = registry.register(a_sock.as_raw_fd());
+        let _b = registry.register(b_sock.as_raw_fd());
         assert_eq!(registry.lock().connections.len(), 2);
         drop(a);
         assert_eq!(registry.lock().connections.len(), 1);

@@ -18,7 +18,7 @@ use tokio::{
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use super::activity::{Activity, Registered};
+use super::activity::{Activity, Registered, Registry};
 
 /// The HTTP/2 client connection preface.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -52,11 +52,13 @@ impl Drop for OpenGauge {
 }
 
 /// An accepted TCP connection holding one of the `max_connections` slots until it closes.
-/// Reads end (EOF) once the connection is asked to close (see [`Activity`]).
+/// Reads end (EOF) once the connection was closed from outside (see [`Activity`]).
 #[derive(Debug)]
 pub struct Admitted {
-    stream: TcpStream,
+    // Declared (so dropped) before `stream`: the registry must forget the socket before its
+    // descriptor is closed and can be reused.
     registered: Registered,
+    stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     _open: OpenGauge,
 }
@@ -65,11 +67,12 @@ impl Admitted {
     pub(super) fn new(
         stream: TcpStream,
         slot: OwnedSemaphorePermit,
-        registered: Registered,
+        registry: &Arc<Registry>,
     ) -> Self {
+        use std::os::fd::AsRawFd;
         Self {
+            registered: registry.register(stream.as_raw_fd()),
             stream,
-            registered,
             _slot: slot,
             _open: OpenGauge::new(),
         }
@@ -161,10 +164,13 @@ impl<T> Preface<T> {
         }
     }
 
-    /// Disarms the deadline and counts a failed handshake.
+    /// Disarms the deadline and counts a failed handshake (unless the connection was closed
+    /// from outside: that is counted as what it was, an eviction or a shutdown).
     fn fail(&mut self, kind: io::ErrorKind, why: &'static str) -> io::Error {
         self.deadline = None;
-        metrics::counter!(crate::metrics::HANDSHAKE_FAILURES).increment(1);
+        if !self.activity.is_closing() {
+            metrics::counter!(crate::metrics::HANDSHAKE_FAILURES).increment(1);
+        }
         io::Error::new(kind, why)
     }
 }

@@ -6,11 +6,10 @@
 //! nothing hold file descriptors, tasks and memory, and nothing reports them. Here:
 //!
 //! - at most `[limits] max_connections` connections are open at once. At the limit, a new
-//!   connection closes the open connection that has been idle longest ([`activity`]: no
-//!   authenticated call in flight; those that never made one go first), and is refused only
-//!   when none is idle: it is closed as soon as it is accepted (its client sees the
-//!   connection close and can try another replica), and counted in
-//!   `accessgrant_connections_refused_total`;
+//!   connection closes the oldest connection that never made an authenticated call
+//!   ([`activity`]), and is refused only when every open connection has made one: it is
+//!   closed as soon as it is accepted (its client sees the connection close and can try
+//!   another replica), and counted in `accessgrant_connections_refused_total`;
 //! - each connection must finish its TLS handshake (with `[tls]`) **and** send the HTTP/2
 //!   client preface within `[limits] handshake_timeout` of being accepted, or it is closed
 //!   (`accessgrant_connection_handshake_failures_total`, which also counts connections that
@@ -56,8 +55,8 @@ use activity::Registry;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
-/// How long a connection accepted at the limit waits for the idle connection it closed to
-/// give up its slot.
+/// How long a connection accepted at the limit waits for the connection it closed to give
+/// up its slot.
 const EVICTION_WAIT: Duration = Duration::from_secs(2);
 
 /// The `[limits]` that apply to connections rather than calls.
@@ -181,13 +180,13 @@ async fn accept_loop<Io, H, F>(
         let deadline = Instant::now() + limits.handshake_timeout;
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
-            Err(_) if registry.close_idlest() => {
+            Err(_) if registry.close_oldest_anonymous() => {
                 metrics::counter!(crate::metrics::CONNECTIONS_EVICTED).increment(1);
                 None
             }
             Err(_) => {
                 metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
-                tracing::debug!(%peer, "connection closed: max_connections are open, none idle");
+                tracing::debug!(%peer, "connection closed: max_connections are open, all authenticated");
                 continue;
             }
         };
@@ -203,7 +202,7 @@ async fn accept_loop<Io, H, F>(
                 metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
                 return;
             };
-            let conn = Admitted::new(stream, slot, registry.register());
+            let conn = Admitted::new(stream, slot, &registry);
             match handshake(conn, deadline).await {
                 Ok(io) => {
                     // Fails only when the server stopped accepting: the connection closes.
@@ -217,7 +216,7 @@ async fn accept_loop<Io, H, F>(
     }
 }
 
-/// The slot taken at accept, or the one the closed idle connection gives up.
+/// The slot taken at accept, or the one the connection closed to make room gives up.
 async fn slot_or_wait(
     slot: Option<OwnedSemaphorePermit>,
     slots: Arc<Semaphore>,

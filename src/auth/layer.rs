@@ -132,19 +132,28 @@ fn code_of<B>(response: &http::Response<B>) -> String {
         )
 }
 
+/// `response`, or `error`'s answer instead if `response` is a trailers-only answer with
+/// gRPC code `code` (one a crate below this layer raises in a form the contract does not
+/// use).
+fn replace_code<B: Default>(
+    response: http::Response<B>,
+    code: tonic::Code,
+    error: Error,
+) -> http::Response<B> {
+    let matches = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .is_some_and(|c| c == code as i32);
+    if matches { reject(error) } else { response }
+}
+
 /// tonic answers a request over `max_decoding_message_size` with a bare `OUT_OF_RANGE`
 /// (no `ErrorInfo`). No handler of this service returns `OUT_OF_RANGE`, so any such
 /// trailers-only response is that limit: answer it in the contract's form instead.
 fn translate_decode_limit<B: Default>(response: http::Response<B>) -> http::Response<B> {
-    let out_of_range = response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == b"11");
-    if out_of_range {
-        reject(Error::RequestTooLarge)
-    } else {
-        response
-    }
+    replace_code(response, tonic::Code::OutOfRange, Error::RequestTooLarge)
 }
 
 /// Paths of `grpc.health.v1.Health`.
@@ -155,15 +164,7 @@ const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 /// every other service does (`INVALID_ARGUMENT` `MALFORMED_REQUEST`), so a client's garbage
 /// is not counted and alerted on as a server fault.
 fn translate_health_decode_error<B: Default>(response: http::Response<B>) -> http::Response<B> {
-    let internal = response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == b"13");
-    if internal {
-        reject(Error::MalformedRequest)
-    } else {
-        response
-    }
+    replace_code(response, tonic::Code::Internal, Error::MalformedRequest)
 }
 
 /// A response that counts as no call on its connection.

@@ -23,8 +23,7 @@
 //! - [`auth`] — service principals: bearer tokens (SHA-256 in config, constant-time
 //!   compare), client-certificate identities, and the admission layer that authenticates,
 //!   checks each RPC's permission and sheds load before any handler runs, and marks the
-//!   connection authenticated (never closed to make room), and busy while a call's response
-//!   lasts.
+//!   connection authenticated (never closed to make room).
 //! - [`metrics`] — Prometheus metric names (declared once), the recorder and the
 //!   `--metrics-listen` HTTP listener.
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".

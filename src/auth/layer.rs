@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tonic::{Status, transport::server::TlsConnectInfo};
 use tower::{Layer, Service};
 
-use super::{AuthError, Authenticator, call_body::CallBody, certificate};
+use super::{AuthError, Authenticator, certificate};
 use crate::{
     connections::{ConnectionInfo, activity::Activity},
     domain::{Error, permission::Caller},
@@ -167,11 +167,6 @@ fn translate_health_decode_error<B: Default>(response: http::Response<B>) -> htt
     replace_code(response, tonic::Code::Internal, Error::MalformedRequest)
 }
 
-/// A response that counts as no call on its connection.
-fn uncounted<B>(response: http::Response<B>) -> http::Response<CallBody<B>> {
-    response.map(|body| CallBody::new(body, None))
-}
-
 /// The activity of the call's connection (plaintext or TLS).
 fn connection_activity<B>(req: &http::Request<B>) -> Option<Arc<Activity>> {
     let extensions = req.extensions();
@@ -201,7 +196,7 @@ where
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
-    type Response = http::Response<CallBody<ResBody>>;
+    type Response = S::Response;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -231,10 +226,8 @@ where
             // limits bound those.)
             return Box::pin(async move {
                 match tokio::time::timeout(deadline, inner.call(req)).await {
-                    Ok(response) if health => {
-                        response.map(|r| uncounted(translate_health_decode_error(r)))
-                    }
-                    Ok(response) => response.map(uncounted),
+                    Ok(response) if health => response.map(translate_health_decode_error),
+                    Ok(response) => response,
                     Err(_) => Ok(reject(Error::DeadlineExceeded)),
                 }
             });
@@ -276,9 +269,11 @@ where
             tracing::info!(method = %req.uri().path(), principal = %caller.principal, "rejected: lacks permission");
             return Box::pin(std::future::ready(Ok(reject_counted(&path, arrived, e))));
         }
-        // An authenticated call keeps its connection from being closed as idle (see
-        // `connections::activity`) until its response ends.
-        let call = connection_activity(&req).map(|a| a.call_started());
+        // A connection that has carried an authenticated call is never closed to make room
+        // for a new one (see `connections::activity`).
+        if let Some(activity) = connection_activity(&req) {
+            activity.mark_authenticated();
+        }
         let method = req.uri().path().to_owned();
         let principal = caller.principal.clone();
         req.extensions_mut().insert::<Caller>(caller);
@@ -300,8 +295,7 @@ where
                 // Past the deadline the handler is dropped; a write it started runs on its own
                 // task and still commits whole or not at all.
                 let response = match tokio::time::timeout(deadline, inner.call(req)).await {
-                    Ok(response) => response
-                        .map(|r| translate_decode_limit(r).map(|body| CallBody::new(body, call))),
+                    Ok(response) => response.map(translate_decode_limit),
                     Err(_) => Ok(reject(Error::DeadlineExceeded)),
                 };
                 // Errors travel in the headers of a trailers-only response; success (and errors

@@ -1,7 +1,6 @@
 //! Who is calling: service principals authenticated by bearer token (stored only as SHA-256)
 //! or by client certificate (mTLS), and the development principal when none are configured.
 
-pub mod call_body;
 pub mod certificate;
 pub mod layer;
 pub mod token;

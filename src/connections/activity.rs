@@ -23,7 +23,7 @@ use std::{
     os::fd::RawFd,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     task::Context,
 };
@@ -44,13 +44,11 @@ struct Open {
 }
 
 /// One connection's state, shared by its I/O (which ends when it is closed from outside)
-/// and the calls on it (which mark it authenticated and busy).
+/// and the calls on it (which mark it authenticated).
 #[derive(Debug)]
 pub struct Activity {
     /// The socket, shut down to close the connection from outside.
     fd: RawFd,
-    /// Authenticated calls whose response has not ended.
-    calls: AtomicUsize,
     /// Whether an authenticated call ever ran on it.
     authenticated: AtomicBool,
     /// Whether its HTTP/2 preface has arrived.
@@ -65,7 +63,6 @@ impl Activity {
     fn new(fd: RawFd) -> Self {
         Self {
             fd,
-            calls: AtomicUsize::new(0),
             authenticated: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -73,13 +70,10 @@ impl Activity {
         }
     }
 
-    /// An authenticated call started. From now on the connection is never closed to make
-    /// room; the call counts as in flight until the guard is dropped (when its response
-    /// ends or is abandoned).
-    pub fn call_started(self: &Arc<Self>) -> CallGuard {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+    /// An authenticated call arrived on it: from now on the connection is never closed to
+    /// make room.
+    pub fn mark_authenticated(&self) {
         self.authenticated.store(true, Ordering::Relaxed);
-        CallGuard(self.clone())
     }
 
     /// The HTTP/2 preface has arrived.
@@ -114,16 +108,6 @@ impl Activity {
         }
         self.reader.register(cx.waker());
         self.is_closing()
-    }
-}
-
-/// An authenticated call in flight on a connection (see [`Activity::call_started`]).
-#[derive(Debug)]
-pub struct CallGuard(Arc<Activity>);
-
-impl Drop for CallGuard {
-    fn drop(&mut self) {
-        self.0.calls.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -172,11 +156,10 @@ impl Registry {
     /// doc); false if there is none.
     pub fn close_oldest_anonymous(&self) -> bool {
         let open = self.lock();
-        let victim = open.connections.values().find(|a| {
-            !a.is_closing()
-                && !a.authenticated.load(Ordering::Relaxed)
-                && a.calls.load(Ordering::Relaxed) == 0
-        });
+        let victim = open
+            .connections
+            .values()
+            .find(|a| !a.is_closing() && !a.authenticated.load(Ordering::Relaxed));
         match victim {
             Some(activity) => {
                 activity.close();
@@ -217,9 +200,9 @@ mod tests {
         let authenticated = registry.register(pairs[0].0.as_raw_fd());
         let older = registry.register(pairs[1].0.as_raw_fd());
         let newer = registry.register(pairs[2].0.as_raw_fd());
-        let busy = registry.register(pairs[3].0.as_raw_fd());
-        drop(authenticated.activity.call_started());
-        let _call = busy.activity.call_started();
+        let later_authenticated = registry.register(pairs[3].0.as_raw_fd());
+        authenticated.activity.mark_authenticated();
+        later_authenticated.activity.mark_authenticated();
 
         assert!(registry.close_oldest_anonymous());
         assert!(older.activity.is_closing());
@@ -233,10 +216,10 @@ mod tests {
         );
         assert!(registry.close_oldest_anonymous());
         assert!(newer.activity.is_closing());
-        // Idle but authenticated, or busy: never.
+        // Authenticated: never.
         assert!(!registry.close_oldest_anonymous());
         assert!(!authenticated.activity.is_closing());
-        assert!(!busy.activity.is_closing());
+        assert!(!later_authenticated.activity.is_closing());
     }
 
     #[test]

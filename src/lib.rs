@@ -12,9 +12,10 @@
 //!   benchmark tools of `scripts/bench` and `scripts/growth`.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
 //! - [`connections`] — accepts the gRPC port's connections: caps how many are open (at the
-//!   cap the oldest never-authenticated connection makes room), closes those that do not finish the TLS
-//!   handshake and HTTP/2 preface in time (and, at shutdown, those still handshaking),
-//!   terminates TLS, raises the open-files limit.
+//!   cap the oldest never-authenticated connection makes room), closes those that do not
+//!   finish the TLS handshake and HTTP/2 preface in time (and, at shutdown, those still
+//!   handshaking), terminates TLS (start-up errors name the file), raises the open-files
+//!   limit.
 //! - [`server`] — assembles services, health, reflection; background upkeep (readiness,
 //!   pruning) and the expiry sweep task; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
@@ -25,7 +26,8 @@
 //!   checks each RPC's permission and sheds load before any handler runs, and marks the
 //!   connection authenticated (never closed to make room).
 //! - [`metrics`] — Prometheus metric names (declared once), the recorder and the
-//!   `--metrics-listen` HTTP listener.
+//!   `--metrics-listen` HTTP listener (one request per connection, at most 16 connections:
+//!   one more closes the oldest).
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
@@ -41,8 +43,8 @@
 //!   SQLite decision connection (plain SQLite, prepared statements, no async hops), the write
 //!   fence that serializes writers across PostgreSQL replicas, the one audit appender, the
 //!   SQLite read cache of accounts and grants, the SQLite file watch (checked before and
-//!   after every commit: fail closed if the file vanishes) and the serve lock (one server per
-//!   SQLite file).
+//!   after every commit: fail closed if the file, its WAL or the serve lock file vanishes)
+//!   and the serve lock (one server per SQLite file).
 //! - [`grpc`] — thin handlers per service, request/response conversions with validation, the
 //!   one `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
 //!   bodies with `INVALID_ARGUMENT` instead of prost's `INTERNAL`.

@@ -99,6 +99,19 @@ async fn the_preface_must_arrive_within_the_handshake_timeout() {
     );
 }
 
+/// A server with `max_connections` = `cap` and a handshake timeout long enough never to
+/// matter, with account `acme` created through its own channel (which is therefore an
+/// authenticated connection).
+async fn capped_server(cap: usize) -> common::TestServer {
+    let s = spawn_server_with(|c| {
+        c.limits.max_connections = cap;
+        c.limits.handshake_timeout = Duration::from_secs(30);
+    })
+    .await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s
+}
+
 /// A call whose request body never arrives: in flight (and authenticated) until the
 /// deadline, so it keeps its connection busy.
 fn stalled_call(
@@ -123,12 +136,7 @@ fn stalled_call(
 /// keep working, busy or not.
 #[tokio::test]
 async fn connections_beyond_the_cap_are_refused_when_all_are_authenticated() {
-    let s = spawn_server_with(|c| {
-        c.limits.max_connections = 3;
-        c.limits.handshake_timeout = Duration::from_secs(30);
-    })
-    .await;
-    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let s = capped_server(3).await;
     // Three connections: the test server's own channel (idle after its call), one with a
     // call whose body never arrives, one following the audit log (a stream whose response
     // started long ago counts until it ends).
@@ -177,14 +185,9 @@ async fn connections_beyond_the_cap_are_refused_when_all_are_authenticated() {
 /// an authenticated client's idle connection.
 #[tokio::test]
 async fn at_the_cap_anonymous_connections_make_room() {
-    let s = spawn_server_with(|c| {
-        c.limits.max_connections = 30;
-        c.limits.handshake_timeout = Duration::from_secs(30);
-    })
-    .await;
     // The server's own channel made an authenticated call and is idle; 29 raw sockets
     // connect after it and say nothing, filling the cap.
-    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let s = capped_server(30).await;
     let mut older = TcpStream::connect(s.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut newer = Vec::new();
@@ -264,12 +267,7 @@ fn health_check_frames(stream: u32) -> Vec<u8> {
 /// waiting for the connection's next read.
 #[tokio::test]
 async fn a_connection_that_stopped_reading_still_makes_room() {
-    let s = spawn_server_with(|c| {
-        c.limits.max_connections = 2;
-        c.limits.handshake_timeout = Duration::from_secs(30);
-    })
-    .await;
-    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let s = capped_server(2).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(2048).unwrap();
     let flooder = socket.connect(s.addr).await.unwrap();
@@ -334,15 +332,7 @@ async fn serve_raises_the_soft_open_files_limit() {
     let bin = env!("CARGO_BIN_EXE_accessgrant");
     let child = tokio::process::Command::new("bash")
         .args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#, bin])
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "",
-            "--database-url",
-            &url,
-        ])
+        .args(common::serve_args(&url))
         .env_remove("ACCESSGRANT_CONFIG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

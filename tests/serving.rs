@@ -464,15 +464,7 @@ async fn binary_keeps_the_writer_ahead_of_request_workers() {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database_url(dir.path()).await;
         let bin = env!("CARGO_BIN_EXE_accessgrant");
-        let serve = [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "",
-            "--database-url",
-            &url,
-        ];
+        let serve = serve_args(&url);
         let mut command = if drop_cap {
             let mut c = tokio::process::Command::new("setpriv");
             c.args([

@@ -654,3 +654,16 @@ pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
     .await
     .is_ok()
 }
+
+/// The arguments of `accessgrant serve` on `url`: any free loopback port, no metrics.
+pub fn serve_args(url: &str) -> [&str; 7] {
+    [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "",
+        "--database-url",
+        url,
+    ]
+}

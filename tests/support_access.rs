@@ -303,6 +303,7 @@ async fn disable_revokes_open_assumptions() {
     }
     let last = s.events("acme").await.pop().unwrap();
     assert_eq!(last.kind, EventKind::GrantDisabled);
+    assert_eq!(detail(&last)["was_enabled"], serde_json::json!(true));
     let mut revoked: Vec<String> =
         serde_json::from_value(detail(&last)["revoked_assumption_ids"].clone()).unwrap();
     revoked.sort();
@@ -314,6 +315,53 @@ async fn disable_revokes_open_assumptions() {
         s.authorize("acme").await.deny_reason(),
         pb::DenyReason::AccessDisabled
     );
+}
+
+/// An emergency assumption taken while the grant is off is revoked by a disable too (the grant
+/// does not change, but the customer's "off" ends it); the event says the grant was already off.
+/// A disable that finds nothing open still writes nothing.
+#[tokio::test]
+async fn disable_of_a_disabled_grant_revokes_open_emergencies() {
+    let s = spawn_server().await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let mut req = authorize_request("acme");
+    req.emergency = Some(emergency());
+    let e = s
+        .support()
+        .authorize_assumption(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .assumption
+        .unwrap()
+        .assumption_id;
+    let grant_before = s.grant("acme").await;
+    s.clock.advance(Duration::minutes(3));
+
+    let g = s.disable("acme").await.unwrap();
+    assert_eq!(g.state(), pb::access_grant::State::Disabled);
+    assert_eq!(
+        g.etag, grant_before.etag,
+        "the grant itself must not change"
+    );
+    let got = s.assumption(&e).await;
+    assert_eq!(got.state(), State::Revoked);
+    assert_eq!(
+        time(got.end_time.as_ref().unwrap()),
+        t0() + Duration::minutes(3)
+    );
+    let events = s.events("acme").await;
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, EventKind::GrantDisabled);
+    assert_eq!(
+        detail(last)["revoked_assumption_ids"],
+        serde_json::json!([e])
+    );
+    assert_eq!(detail(last)["was_enabled"], serde_json::json!(false));
+
+    // Nothing open any more: the next disable is a no-op again.
+    s.disable("acme").await.unwrap();
+    assert_eq!(s.events("acme").await.len(), events.len());
 }
 
 /// Deleting the account revokes its open assumptions; converting a trial revokes the trial-based ones.

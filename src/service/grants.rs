@@ -126,7 +126,8 @@ impl App {
         .await
     }
 
-    /// Disables the grant; a grant that is not enabled is returned unchanged, with no event.
+    /// Disables the grant and revokes every open assumption of the account. A grant that is
+    /// not enabled is returned unchanged; the call writes an event only if it revoked something.
     pub async fn disable_grant(
         &self,
         cmd: DisableGrant,
@@ -147,13 +148,21 @@ impl App {
                 let account = open_account(accounts::find_for_update(txn, &cmd.account_id).await?)?;
                 let record = grants::get(txn, &cmd.account_id).await?;
                 expiry::record_pending_lapse(batch, &cmd.account_id, &record, now).await?;
-                let Some(next) = grant::disable(&account, &record, &cmd, now)? else {
-                    return Ok(GrantView::at(&account, &record, now));
-                };
-                grants::update(txn, &cmd.account_id, &next).await?;
-                // The contract: disabling ends every open assumption of the account.
+                let disabled = grant::disable(&account, &record, &cmd, now)?;
+                if let Some(next) = &disabled {
+                    grants::update(txn, &cmd.account_id, next).await?;
+                }
+                // The contract: disabling ends every open assumption of the account. That holds
+                // for a grant already off too: an emergency assumption taken meanwhile is still
+                // open, and a customer asking for "off" ends it like any other.
                 let revoked =
                     assumptions::revoke_open(txn, cmd.account_id.as_str(), None, now).await?;
+                let was_enabled = disabled.is_some();
+                if !was_enabled && revoked.is_empty() {
+                    // Nothing changed: no event.
+                    return Ok(GrantView::at(&account, &record, now));
+                }
+                let next = disabled.unwrap_or_else(|| record.clone());
                 audit_log::append(
                     batch,
                     NewEvent {
@@ -162,6 +171,7 @@ impl App {
                         actor: EventActor::CustomerUser(cmd.actor.user_id.clone()),
                         detail: json!({
                             "previous_expire_time": record.expire_time.map(format_time),
+                            "was_enabled": was_enabled,
                             "revoked_assumption_ids": revoked,
                             "principal": caller.principal,
                         }),

@@ -510,14 +510,19 @@ fn principals(
             // Compared literally with a certificate's names, so anything that can never
             // equal one would silently lock the principal out.
             if subject.trim() != subject
+                || subject.starts_with('.')
                 || subject.ends_with('.')
+                || subject.contains("..")
                 || subject.contains('*')
-                || subject.chars().any(char::is_control)
+                || subject
+                    .chars()
+                    .any(|c| c.is_control() || crate::domain::ids::is_invisible_format(c))
             {
                 return Err(invalid(format!(
                     "principal {name:?}: cert_subject {subject:?} can never match a certificate \
-                     (no surrounding spaces, wildcards or trailing dot: it is compared with the \
-                     certificate's DNS names literally, ignoring case)"
+                     (no surrounding spaces, wildcards, empty labels, leading or trailing dot, \
+                     or invisible characters: it is compared with the certificate's DNS names \
+                     literally, ignoring case)"
                 )));
             }
             if out.iter().any(|p| {
@@ -735,6 +740,9 @@ mod tests {
             format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \" b.internal\""),
             format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"*.internal\""),
             format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"b.internal.\""),
+            format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \".b.internal\""),
+            format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"b..internal\""),
+            format!("{mtls}[[principals]]\nname = \"b\"\ncert_subject = \"b\u{200b}.internal\""),
             "[limits]\nmax_connections = 0".to_owned(),
             "[limits]\nmax_connections = 2000000".to_owned(),
             "[limits]\nhandshake_timeout = \"0s\"".to_owned(),

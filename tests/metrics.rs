@@ -82,9 +82,7 @@ async fn counters_and_histograms_move_after_real_calls() {
     s.enable("acme", pb::AccessDuration::OneDay).await.unwrap();
     assert_eq!(s.authorize("acme").await.decision(), pb::Decision::Allow);
     assert_eq!(s.authorize("offc").await.decision(), pb::Decision::Deny);
-    let mut req = authorize_request("offc");
-    req.emergency = Some(emergency());
-    s.support().authorize_assumption(req).await.unwrap();
+    s.authorize_emergency("offc").await;
     s.grants()
         .get_access_grant(pb::GetAccessGrantRequest {
             account_id: "nobody".into(),

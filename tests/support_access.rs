@@ -115,14 +115,7 @@ async fn denials_are_answers_and_audited() {
 async fn emergency_overrides_the_setting_with_a_short_lifetime() {
     let s = spawn_server().await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
-    let mut req = authorize_request("acme");
-    req.emergency = Some(emergency());
-    let r = s
-        .support()
-        .authorize_assumption(req)
-        .await
-        .unwrap()
-        .into_inner();
+    let r = s.authorize_emergency("acme").await;
     assert_eq!(r.decision(), pb::Decision::Allow);
     assert_eq!(r.basis(), pb::Basis::Emergency);
     let a = r.assumption.unwrap();
@@ -138,14 +131,7 @@ async fn emergency_overrides_the_setting_with_a_short_lifetime() {
     assert_eq!(d["basis"], "EMERGENCY");
 
     // Even an emergency needs an existing account.
-    let mut req = authorize_request("nobody");
-    req.emergency = Some(emergency());
-    let r = s
-        .support()
-        .authorize_assumption(req)
-        .await
-        .unwrap()
-        .into_inner();
+    let r = s.authorize_emergency("nobody").await;
     assert_eq!(r.deny_reason(), pb::DenyReason::AccountNotFound);
 }
 
@@ -163,14 +149,7 @@ async fn lifetimes_follow_the_configuration() {
         time(a.expire_time.as_ref().unwrap()),
         t0() + Duration::hours(2)
     );
-    let mut req = authorize_request("acme");
-    req.emergency = Some(emergency());
-    let r = s
-        .support()
-        .authorize_assumption(req)
-        .await
-        .unwrap()
-        .into_inner();
+    let r = s.authorize_emergency("acme").await;
     let a = r.assumption.unwrap();
     assert_eq!(
         time(a.expire_time.as_ref().unwrap()),
@@ -282,14 +261,7 @@ async fn disable_revokes_open_assumptions() {
     s.create_account("acme", pb::AccountPlan::Paid).await;
     s.enable("acme", D::Indefinite).await.unwrap();
     let a = s.authorize("acme").await.assumption.unwrap().assumption_id;
-    let mut req = authorize_request("acme");
-    req.emergency = Some(emergency());
-    let e = s
-        .support()
-        .authorize_assumption(req)
-        .await
-        .unwrap()
-        .into_inner();
+    let e = s.authorize_emergency("acme").await;
     let e = e.assumption.unwrap().assumption_id;
     s.clock.advance(Duration::minutes(5));
     s.disable("acme").await.unwrap();
@@ -324,14 +296,9 @@ async fn disable_revokes_open_assumptions() {
 async fn disable_of_a_disabled_grant_revokes_open_emergencies() {
     let s = spawn_server().await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
-    let mut req = authorize_request("acme");
-    req.emergency = Some(emergency());
     let e = s
-        .support()
-        .authorize_assumption(req)
+        .authorize_emergency("acme")
         .await
-        .unwrap()
-        .into_inner()
         .assumption
         .unwrap()
         .assumption_id;

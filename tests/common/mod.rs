@@ -297,6 +297,17 @@ impl TestServer {
             .into_inner()
     }
 
+    /// Asks for an emergency assumption (with [`emergency`]'s justification).
+    pub async fn authorize_emergency(&self, id: &str) -> pb::AuthorizeAssumptionResponse {
+        let mut req = authorize_request(id);
+        req.emergency = Some(emergency());
+        self.support()
+            .authorize_assumption(req)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Reads an assumption.
     pub async fn assumption(&self, id: &str) -> pb::Assumption {
         self.support()

@@ -286,6 +286,44 @@ async fn page_size_defaults_to_50_and_is_capped_at_500() {
     }
 }
 
+/// A page of the largest events still fits the 4 MiB a default gRPC client accepts (this
+/// test's client included): the page stops short at a byte budget and carries a token, and
+/// following the tokens returns every event once.
+#[tokio::test]
+async fn large_events_make_shorter_pages_that_clients_accept() {
+    let s = spawn_server().await;
+    trial_with_events(&s, "acme", 9).await; // 10 real events
+    // 300 more rows of ~17 KB each (the size of an emergency decision with every free-text
+    // field at its limit in 4-byte characters): ~5 MB for a page of 500.
+    let big = format!("{{\"reason_detail\":\"{}\"}}", "\u{1F600}".repeat(4_300));
+    s.sql(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT CAST(11 AS BIGINT) UNION ALL SELECT i + 1 FROM n \
+         WHERE i < 310) \
+         INSERT INTO audit_events (event_id, account_id, sequence, occur_time_us, kind, \
+         actor_type, actor_value, detail_json, request_id, prev_hash, hash) \
+         SELECT 'seeded-' || n.i, e.account_id, n.i, e.occur_time_us, e.kind, e.actor_type, \
+         e.actor_value, '{big}', e.request_id, e.hash, e.hash \
+         FROM n, audit_events e WHERE e.account_id = 'acme' AND e.sequence = 10"
+    ))
+    .await;
+    let pages = all_pages(
+        &s,
+        pb::ListAuditEventsRequest {
+            page_size: 500,
+            ..list_request("acme")
+        },
+    )
+    .await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert!(sizes.len() >= 2, "one page of ~5 MB: {sizes:?}");
+    assert!(
+        sizes[0] >= 150,
+        "the budget is ~3 MiB, not a few events: {sizes:?}"
+    );
+    let all: Vec<pb::AuditEvent> = pages.into_iter().flatten().collect();
+    assert_eq!(sequences(&all), (1..=310).rev().collect::<Vec<_>>());
+}
+
 /// A negative page_size is INVALID_ARGUMENT naming `page_size`.
 #[tokio::test]
 async fn negative_page_size_is_invalid() {

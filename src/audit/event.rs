@@ -148,3 +148,21 @@ pub struct AuditEvent {
     /// SHA-256(prev_hash || canonical bytes).
     pub hash: Vec<u8>,
 }
+
+impl AuditEvent {
+    /// An upper bound on the bytes this event takes in a response: every variable-length
+    /// field plus a fixed allowance for tags, lengths, numbers and the timestamp. Pages stop
+    /// at a byte budget with it, so no page outgrows what clients accept.
+    pub fn encoded_len_bound(&self) -> usize {
+        const FIXED: usize = 64;
+        let (_, actor) = self.actor.parts();
+        FIXED
+            + self.event_id.len()
+            + self.account_id.len()
+            + actor.len()
+            + self.detail_json.len()
+            + self.request_id.len()
+            + self.prev_hash.len()
+            + self.hash.len()
+    }
+}

@@ -20,6 +20,10 @@ use crate::{
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Largest page; larger requests are lowered to it.
 pub const MAX_PAGE_SIZE: u64 = 500;
+/// A page also stops once its events reach this many bytes (then it carries a
+/// `next_page_token`, as any short page may). 500 events of the largest valid size would be
+/// ~9 MB, over the 4 MiB that gRPC clients (and grpcurl) accept by default.
+pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
 /// Events a watch stream may hold for a slow client. When full, the stream's reader waits;
 /// writers never do (the stream reads committed events from storage at the client's pace).
 pub const WATCH_BUFFER: usize = 256;
@@ -132,6 +136,22 @@ fn decode_token(text: &str, query: &ListQuery) -> Result<i64, Error> {
     Ok(token.s)
 }
 
+/// How many of `events` go on a page: at most `page_size`, and no more than fit in
+/// [`MAX_PAGE_BYTES`] (always at least one, so a page always moves the cursor).
+fn fitting(events: &[AuditEvent], page_size: usize) -> usize {
+    let mut bytes = 0;
+    events
+        .iter()
+        .take(page_size)
+        .take_while(|e| {
+            bytes += e.encoded_len_bound();
+            bytes <= MAX_PAGE_BYTES
+        })
+        .count()
+        .max(1)
+        .min(events.len())
+}
+
 impl App {
     /// One page of an account's log, newest first. Deleted accounts' logs stay readable.
     pub async fn list_audit_events(
@@ -158,8 +178,12 @@ impl App {
             query.page_size + 1,
         )
         .await?;
-        let more = events.len() as u64 > query.page_size;
-        events.truncate(usize::try_from(query.page_size).unwrap_or(usize::MAX));
+        let fit = fitting(
+            &events,
+            usize::try_from(query.page_size).unwrap_or(usize::MAX),
+        );
+        let more = events.len() > fit;
+        events.truncate(fit);
         let next_page_token = match (more, events.last()) {
             (true, Some(last)) => Some(encode_token(&PageToken {
                 v: 1,

@@ -939,6 +939,43 @@ async fn event_times_never_go_back_along_a_chain() {
     assert_eq!(sequences(&page.events), [3, 2]);
 }
 
+/// Times outside `google.protobuf.Timestamp`'s range (years 1 to 9999) or with bad nanos are
+/// INVALID_ARGUMENT naming the field; the range's own ends are accepted.
+#[tokio::test]
+async fn timestamps_outside_the_protobuf_range_are_invalid() {
+    let s = spawn_server().await;
+    trial_with_events(&s, "acme", 1).await;
+    let at = |seconds, nanos| Some(prost_types::Timestamp { seconds, nanos });
+    let (first, last) = (-62_135_596_800, 253_402_300_799);
+    for (field, bad) in [
+        ("start_time", at(last + 1, 0)),
+        ("start_time", at(first - 1, 999_999_999)),
+        ("end_time", at(last + 1, 0)),
+        ("end_time", at(0, -1)),
+        ("end_time", at(0, 1_000_000_000)),
+    ] {
+        let mut req = list_request("acme");
+        if field == "start_time" {
+            req.start_time = bad;
+        } else {
+            req.end_time = bad;
+        }
+        let status = list(&s, req).await.unwrap_err();
+        assert_eq!(single_violation(&status), field, "{bad:?}");
+    }
+    let page = list(
+        &s,
+        pb::ListAuditEventsRequest {
+            start_time: at(first, 0),
+            end_time: at(last, 999_999_999),
+            ..list_request("acme")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.events.len(), 2);
+}
+
 #[tokio::test]
 async fn empty_time_range_is_invalid() {
     let s = spawn_server().await;

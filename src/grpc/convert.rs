@@ -496,6 +496,9 @@ fn kind_to_pb(kind: EventKind) -> pb::audit_event::Kind {
     }
 }
 
+/// `google.protobuf.Timestamp`'s range: 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
 fn time_from_pb(
     value: Option<Timestamp>,
     field: &str,
@@ -505,8 +508,14 @@ fn time_from_pb(
             u32::try_from(ts.nanos)
                 .ok()
                 .filter(|n| *n < 1_000_000_000)
+                .filter(|_| TIMESTAMP_SECONDS.contains(&ts.seconds))
                 .and_then(|n| DateTime::from_timestamp(ts.seconds, n))
-                .ok_or_else(|| FieldViolation::new(field, "not a valid timestamp"))
+                .ok_or_else(|| {
+                    FieldViolation::new(
+                        field,
+                        "not a valid timestamp (years 1 to 9999, nanos 0 to 999,999,999)",
+                    )
+                })
         })
         .transpose()
 }

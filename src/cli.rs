@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 use crate::{
     clock::SystemClock,
     config::{Config, LogFormat, Overrides},
+    domain::ids::AccountId,
     server, shutdown,
-    storage::{Store, audit_log},
+    storage::{Store, accounts, audit_log},
     telemetry,
 };
 
@@ -254,7 +255,10 @@ async fn verify(config: Config, account: Option<String>) -> ExitCode {
         }
     };
     let accounts = match account {
-        Some(a) => vec![a],
+        Some(a) => match named_account(&store, a).await {
+            Ok(a) => vec![a],
+            Err(code) => return code,
+        },
         None => match audit_log::chain_accounts(store.reader()).await {
             Ok(list) => list,
             Err(e) => {
@@ -268,8 +272,9 @@ async fn verify(config: Config, account: Option<String>) -> ExitCode {
         match audit_log::has_chain(store.reader(), account).await {
             Ok(true) => {}
             Ok(false) => {
+                // Listed, or named and provisioned: its whole log is gone.
                 broken = true;
-                println!("{account}: no audit events (unknown account)");
+                println!("{account}: BROKEN: the account exists but has no audit events");
                 continue;
             }
             Err(e) => {
@@ -298,5 +303,34 @@ async fn verify(config: Config, account: Option<String>) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The account named by `--account`, or exit status 2 for a usage error: an id that is not
+/// an account id, or one with neither an account nor any audit event (a typo in a cron job
+/// must not page as "chain broken"). A provisioned account without events passes through and
+/// is then reported broken.
+async fn named_account(store: &Store, account: String) -> Result<String, ExitCode> {
+    let id = AccountId::parse(&account, "--account").map_err(|v| {
+        eprintln!("accessgrant: --account {account:?}: {}", v.description);
+        ExitCode::from(2)
+    })?;
+    let reader = store.reader();
+    let known = async {
+        Ok::<_, crate::domain::Error>(
+            audit_log::has_chain(reader, id.as_str()).await?
+                || accounts::find(reader, &id).await?.is_some(),
+        )
+    };
+    match known.await {
+        Ok(true) => Ok(account),
+        Ok(false) => {
+            eprintln!("accessgrant: {account}: no such account and no audit events");
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("accessgrant: cannot read {account}: {e}");
+            Err(ExitCode::from(2))
+        }
     }
 }

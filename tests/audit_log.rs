@@ -67,9 +67,14 @@ async fn verify(s: &TestServer, id: &str) -> Result<pb::VerifyAuditChainResponse
 
 /// Runs `accessgrant audit verify` offline against the server's database; (exit code, stdout).
 async fn cli_verify(s: &TestServer, id: &str) -> (Option<i32>, String) {
+    cli_verify_args(s, &["--account", id]).await
+}
+
+/// Runs `accessgrant audit verify` with `args` after the database URL.
+async fn cli_verify_args(s: &TestServer, args: &[&str]) -> (Option<i32>, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
         .args(["audit", "verify", "--database-url", &s.database_url])
-        .args(["--account", id])
+        .args(args)
         .env_remove("ACCESSGRANT_CONFIG")
         .env_remove("ACCESSGRANT_DATABASE_URL")
         .output()
@@ -1030,6 +1035,32 @@ async fn listing_an_unknown_account_is_not_found() {
     trial_with_events(&s, "acme", 1).await;
     let status = list(&s, list_request("nobody")).await.unwrap_err();
     assert_error(&status, Code::NotFound, "ACCOUNT_NOT_FOUND");
+}
+
+/// Offline verify of a named account: a typo (unknown or malformed id) is a usage error
+/// (exit 2), not "broken" (exit 1); a provisioned account whose whole log was deleted is broken.
+#[tokio::test]
+async fn cli_verify_tells_a_typo_from_a_deleted_log() {
+    let s = spawn_server().await;
+    trial_with_events(&s, "acme", 1).await;
+    s.create_account("globex", pb::AccountPlan::Paid).await;
+    for typo in ["nobody", "not an id"] {
+        let (code, stdout) = cli_verify(&s, typo).await;
+        assert_eq!(code, Some(2), "{typo}: {stdout}");
+    }
+    s.sql("DELETE FROM audit_events WHERE account_id = 'globex'")
+        .await;
+    s.sql("DELETE FROM audit_chain_heads WHERE account_id = 'globex'")
+        .await;
+    let (code, stdout) = cli_verify(&s, "globex").await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("globex: BROKEN"), "{stdout}");
+    assert_eq!(cli_verify(&s, "acme").await.0, Some(0));
+    // The whole database: the account table names it even with no event or head left.
+    let (code, stdout) = cli_verify_args(&s, &[]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("globex: BROKEN"), "{stdout}");
+    assert!(stdout.contains("acme: intact"), "{stdout}");
 }
 
 /// A deleted account's log stays listed and still verifies, over the RPC and offline.

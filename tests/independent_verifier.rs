@@ -66,3 +66,25 @@ async fn python_verifier_agrees_with_the_service() {
     assert!(!v.intact);
     assert_eq!(v.first_broken_event_id, third);
 }
+
+/// The Python verifier (like `audit verify`, tests/audit_log.rs) reports a provisioned account
+/// whose whole log (events and head) was
+/// deleted: every account starts its log when it is created, so an empty one is tampering.
+#[tokio::test]
+async fn a_deleted_log_is_broken_for_both_verifiers() {
+    if sqlite_only("a_deleted_log_is_broken_for_both_verifiers") {
+        return;
+    }
+    let s = spawn_server().await;
+    let db_path = s.db_path.clone().expect("a SQLite file");
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.create_account("globex", pb::AccountPlan::Paid).await;
+    s.sql("DELETE FROM audit_events WHERE account_id = 'globex'")
+        .await;
+    s.sql("DELETE FROM audit_chain_heads WHERE account_id = 'globex'")
+        .await;
+    let (code, out) = python_verify(&db_path);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("globex: BROKEN"), "{out}");
+    assert!(out.contains("acme: intact (1 events)"), "{out}");
+}

@@ -217,15 +217,17 @@ async fn rows_one_by_one(
     Ok(rows)
 }
 
-/// Every account that has an audit chain, for offline verification of the whole database:
-/// those with a chain head **and** those with events. Listing heads alone would let one
-/// deleted head row hide an account's whole log from the check.
+/// Every account that has or should have an audit chain, for offline verification of the
+/// whole database: those with a chain head, those with events, **and** every provisioned
+/// account (its creation is an event, so it must have a log). Listing heads alone would let
+/// one deleted head row hide an account's whole log from the check.
 pub async fn chain_accounts(db: &impl ConnectionTrait) -> Result<Vec<String>, Error> {
     let rows = db
         .query_all_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
             "SELECT account_id FROM audit_chain_heads \
              UNION SELECT DISTINCT account_id FROM audit_events \
+             UNION SELECT account_id FROM accounts \
              ORDER BY account_id",
         ))
         .await?;

@@ -45,13 +45,16 @@ pub const CONNECTIONS_EVICTED: &str = "accessgrant_connections_evicted_total";
 /// Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2
 /// preface within `[limits] handshake_timeout` (counter).
 pub const HANDSHAKE_FAILURES: &str = "accessgrant_connection_handshake_failures_total";
+/// Expiry-sweep write transactions that failed (counter). A damaged account fails its own
+/// transaction on every sweep; other accounts' lapses are still recorded.
+pub const EXPIRY_SWEEP_FAILURES: &str = "accessgrant_expiry_sweep_failures_total";
 /// 1 while health reports SERVING, 0 otherwise (gauge).
 pub const READY: &str = "accessgrant_ready";
 /// Always 1, with `version` and `git_sha` labels (gauge).
 pub const BUILD_INFO: &str = "accessgrant_build_info";
 
 /// Every metric this service exports, for the alert-rule check in CI.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
     RPC_REQUESTS,
     RPC_DURATION,
     DECISIONS,
@@ -67,6 +70,7 @@ pub const ALL: [&str; 17] = [
     CONNECTIONS_REFUSED,
     CONNECTIONS_EVICTED,
     HANDSHAKE_FAILURES,
+    EXPIRY_SWEEP_FAILURES,
     READY,
     BUILD_INFO,
 ];
@@ -100,7 +104,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                     .set(1.0);
                     // In a scrape from the start, not only after their first event.
                     metrics::gauge!(CONNECTIONS_OPEN).increment(0.0);
-                    for counter in [CONNECTIONS_REFUSED, CONNECTIONS_EVICTED, HANDSHAKE_FAILURES] {
+                    for counter in [
+                        CONNECTIONS_REFUSED,
+                        CONNECTIONS_EVICTED,
+                        HANDSHAKE_FAILURES,
+                        EXPIRY_SWEEP_FAILURES,
+                    ] {
                         metrics::counter!(counter).increment(0);
                     }
                     Some(handle)

@@ -209,3 +209,27 @@ async fn a_backlog_larger_than_one_sweep_batch_is_fully_recorded_once() {
     tokio::time::sleep(StdDuration::from_millis(700)).await;
     assert_eq!(count_expired(&s).await, 260);
 }
+
+/// One account whose lapse cannot be written (its chain head row was deleted, so its next
+/// event collides with its first) does not hold back the other accounts' lapses: the sweep
+/// retries a failed transaction's lapses one by one.
+#[tokio::test]
+async fn one_damaged_account_does_not_stop_the_sweep() {
+    let s = spawn_server_with(|c| c.expiry_sweep_interval = StdDuration::from_millis(200)).await;
+    let ids = ["dmg-0", "dmg-1", "dmg-2", "dmg-3"];
+    for id in ids {
+        s.create_account(id, pb::AccountPlan::Paid).await;
+        s.enable(id, D::OneDay).await.unwrap();
+    }
+    s.sql("DELETE FROM audit_chain_heads WHERE account_id = 'dmg-0'")
+        .await;
+    s.clock.advance(Duration::days(2));
+    wait_for_expired(&s, 3).await;
+    // Several more sweeps: the damaged account keeps failing alone, nothing is written twice.
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    assert!(expired_events(&s, "dmg-0").await.is_empty());
+    for id in &ids[1..] {
+        assert_eq!(expired_events(&s, id).await.len(), 1, "{id}");
+    }
+    assert_eq!(count_expired(&s).await, 3);
+}

@@ -233,7 +233,8 @@ async fn audit_failures_and_watch_streams_are_visible() {
 
 /// The metrics port holds few connections: at its small cap a new connection closes the
 /// oldest (so idle sockets cannot keep refusing a scrape), and a connection serves one
-/// request (no keep-alive). The connection counters are exported from the start.
+/// request (no keep-alive). The connection and sweep-failure counters are exported from the
+/// start.
 #[tokio::test]
 async fn the_metrics_port_bounds_its_connections() {
     let addr = free_port();
@@ -244,6 +245,7 @@ async fn the_metrics_port_bounds_its_connections() {
         "accessgrant_connections_refused_total",
         "accessgrant_connections_evicted_total",
         "accessgrant_connection_handshake_failures_total",
+        "accessgrant_expiry_sweep_failures_total",
     ] {
         assert!(
             first.samples.iter().any(|s| s.metric == name),
@@ -288,4 +290,30 @@ async fn the_metrics_port_bounds_its_connections() {
         !closed_within(&mut idle[15], std::time::Duration::from_millis(200)).await,
         "only the oldest was closed"
     );
+}
+
+/// A lapse that cannot be written (the account's chain head row was deleted) is counted in
+/// `accessgrant_expiry_sweep_failures_total`, on every sweep, which is what its alert needs.
+#[tokio::test]
+async fn a_failing_expiry_sweep_is_counted() {
+    let addr = free_port();
+    let s = spawn_server_with(|c| {
+        c.metrics_listen = Some(addr);
+        c.expiry_sweep_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.enable("acme", pb::AccessDuration::OneDay).await.unwrap();
+    s.sql("DELETE FROM audit_chain_heads WHERE account_id = 'acme'")
+        .await;
+    let metric = "accessgrant_expiry_sweep_failures_total";
+    let before = value(&scrape(addr).await, metric, &[]);
+    s.clock.advance(chrono::Duration::days(2));
+    for _ in 0..100 {
+        if value(&scrape(addr).await, metric, &[]) >= before + 2.0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{metric} did not move past {before} in 5 s");
 }

@@ -24,6 +24,11 @@ use crate::{
 const SWEEP_BATCH: u64 = 200;
 /// Most sweep transactions per tick (so a tick records at most 10,000 lapses).
 const SWEEP_ROUNDS: usize = 50;
+/// When a sweep transaction fails, its lapses are retried one per transaction, so one account
+/// that cannot be written (a damaged chain) does not hold back every other account's lapse.
+/// This many failures in a row with nothing recorded means the store itself is failing: the
+/// sweep stops and retries at the next tick.
+const SWEEP_FAILURES_IN_A_ROW: usize = 10;
 
 impl App {
     /// One sweep: records the lapse of every grant whose period ended and is not audited yet,
@@ -39,11 +44,47 @@ impl App {
             if due.is_empty() {
                 break;
             }
-            let n = self.record_lapses(due).await?;
+            let n = match self.record_lapses(due.clone()).await {
+                Ok(n) => n,
+                Err(e) if due.len() > 1 => {
+                    metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
+                    tracing::warn!(error = %e, lapses = due.len(), "expiry sweep transaction failed; recording its lapses one by one");
+                    self.record_lapses_one_by_one(due).await?
+                }
+                Err(e) => {
+                    metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
+                    return Err(e);
+                }
+            };
             recorded += n;
             // Nothing claimed: another replica is draining the same backlog.
             if !full || n == 0 {
                 break;
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Records each lapse in a write job of its own, logging and counting those that fail;
+    /// gives up (the store is failing, not one account) after [`SWEEP_FAILURES_IN_A_ROW`]
+    /// failures before any success.
+    async fn record_lapses_one_by_one(&self, due: Vec<(String, i64)>) -> Result<usize, Error> {
+        let (mut recorded, mut failed_in_a_row) = (0, 0);
+        for lapse in due {
+            let account_id = lapse.0.clone();
+            match self.record_lapses(vec![lapse]).await {
+                Ok(n) => {
+                    recorded += n;
+                    failed_in_a_row = 0;
+                }
+                Err(e) => {
+                    metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
+                    tracing::warn!(error = %e, account_id, "cannot record this grant's lapse; other accounts go on");
+                    failed_in_a_row += 1;
+                    if recorded == 0 && failed_in_a_row >= SWEEP_FAILURES_IN_A_ROW {
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(recorded)

@@ -516,7 +516,7 @@ fn principals(
                 || subject.contains('*')
                 || subject
                     .chars()
-                    .any(|c| c.is_control() || crate::domain::ids::is_invisible_format(c))
+                    .any(|c| c.is_control() || crate::domain::ids::is_invisible(c))
             {
                 return Err(invalid(format!(
                     "principal {name:?}: cert_subject {subject:?} can never match a certificate \

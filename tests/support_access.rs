@@ -178,14 +178,23 @@ async fn emergency_justification_is_validated() {
     });
     let status = s.support().authorize_assumption(req).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["emergency.justification"]);
-    // Invisible characters do not count either: 25 zero-width spaces explain nothing.
-    let mut req = authorize_request("acme");
-    req.emergency = Some(pb::EmergencyJustification {
-        justification: "\u{200B}".repeat(25),
-        ..emergency()
-    });
-    let status = s.support().authorize_assumption(req).await.unwrap_err();
-    assert_eq!(violated_fields(&status), ["emergency.justification"]);
+    // Invisible characters do not count either: 25 zero-width spaces (or shorthand format
+    // controls, or private-use characters) explain nothing, and neither does one letter under
+    // 25 combining accents.
+    for justification in [
+        "\u{200B}".repeat(25),
+        "\u{1BCA0}".repeat(25),
+        "\u{E000}".repeat(25),
+        format!("a{}", "\u{0301}".repeat(25)),
+    ] {
+        let mut req = authorize_request("acme");
+        req.emergency = Some(pb::EmergencyJustification {
+            justification,
+            ..emergency()
+        });
+        let status = s.support().authorize_assumption(req).await.unwrap_err();
+        assert_eq!(violated_fields(&status), ["emergency.justification"]);
+    }
     assert_eq!(
         s.events("acme").await.len(),
         1,

@@ -57,11 +57,7 @@ pub fn parse_printable_id(value: &str, field: &str) -> Result<String, FieldViola
     if value.chars().count() > MAX_ID_CHARS {
         return Err(FieldViolation::new(field, "at most 128 characters"));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() || is_invisible_format(c))
-        || value.trim() != value
-    {
+    if value.chars().any(|c| c.is_control() || is_invisible(c)) || value.trim() != value {
         return Err(FieldViolation::new(
             field,
             "printable characters only (no control, zero-width or bidirectional formatting \
@@ -71,42 +67,47 @@ pub fn parse_printable_id(value: &str, field: &str) -> Result<String, FieldViola
     Ok(value.to_owned())
 }
 
-/// Characters that render as nothing (or as blank) and are not ordinary spaces: Unicode
-/// format characters (category Cf: zero-width characters, bidirectional overrides, tag
-/// characters), line and paragraph separators, variation selectors and the blank "filler"
-/// letters. In an id they make two different ids look alike in the customer's access log
-/// (`staff\u{200B}1` shows as `staff1`), or make an id display as another (`\u{202E}`
-/// reverses what follows).
-pub fn is_invisible_format(c: char) -> bool {
+/// Characters that render as nothing, as blank, or as nothing anyone can read, other than
+/// ordinary spaces. By Unicode general category: format characters (Cf: zero-width
+/// characters, bidirectional overrides, tag characters, shorthand and hieroglyph format
+/// controls), line and paragraph separators (Zl, Zp), private-use (Co) and unassigned (Cn)
+/// code points. Plus the blank characters of other categories: variation selectors, the
+/// combining grapheme joiner, Hangul and halfwidth fillers, the blank Braille pattern, Khmer
+/// inherent vowels, Mongolian free variation selectors. In an id they make two different ids
+/// look alike in the customer's access log (`staff\u{200B}1` shows as `staff1`), or make an
+/// id display as another (`\u{202E}` reverses what follows).
+pub fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     matches!(
+        c.general_category(),
+        G::Format | G::LineSeparator | G::ParagraphSeparator | G::PrivateUse | G::Unassigned
+    ) || matches!(
         c,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
+        '\u{034F}'
             | '\u{115F}'
             | '\u{1160}'
             | '\u{17B4}'
             | '\u{17B5}'
             | '\u{180B}'..='\u{180F}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
             | '\u{2800}'
             | '\u{3164}'
             | '\u{FE00}'..='\u{FE0F}'
-            | '\u{FEFF}'
             | '\u{FFA0}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0000}'..='\u{E007F}'
             | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
-/// Characters of `text` a reader actually sees: not whitespace, not invisible formatting.
+/// Characters of `text` a reader actually sees, one per glyph: not whitespace, not
+/// invisible ([`is_invisible`]), and not combining marks (Mn, Me), which only change the
+/// glyph before them (`a` plus 25 accents is one character to a reader).
 pub fn visible_chars(text: &str) -> usize {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     text.chars()
-        .filter(|c| !c.is_whitespace() && !is_invisible_format(*c))
+        .filter(|c| {
+            !c.is_whitespace()
+                && !is_invisible(*c)
+                && !matches!(c.general_category(), G::NonspacingMark | G::EnclosingMark)
+        })
         .count()
 }
 
@@ -172,7 +173,31 @@ mod tests {
         assert!(parse_printable_id("sam\u{2028}x", "f").is_err());
         assert!(parse_printable_id("sam\u{3164}", "f").is_err());
         assert!(parse_printable_id("sam\u{FE0F}", "f").is_err());
+        // By category, not a list: shorthand and hieroglyph format controls, Arabic number
+        // sign (all Cf), private use, unassigned.
+        for c in [
+            '\u{1BCA0}',
+            '\u{1BCA3}',
+            '\u{13430}',
+            '\u{0600}',
+            '\u{E000}',
+            '\u{0378}',
+        ] {
+            assert!(
+                parse_printable_id(&format!("s{c}m"), "f").is_err(),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        assert!(parse_printable_id("José Ñandú 山田 Ω", "f").is_ok());
         assert_eq!(visible_chars("a\u{200B}\u{200B} b\u{3164}"), 2);
+        // A glyph with combining marks is one character to a reader; private use is none.
+        assert_eq!(visible_chars(&format!("a{}", "\u{0301}".repeat(25))), 1);
+        assert_eq!(visible_chars(&"\u{1BCA0}".repeat(25)), 0);
+        assert_eq!(visible_chars(&"\u{E000}".repeat(25)), 0);
+        assert_eq!(visible_chars("é"), 1);
+        assert_eq!(visible_chars("e\u{0301}"), 1);
+        assert_eq!(visible_chars("日本語の文"), 5);
         assert!(parse_printable_id("zoë-müller", "f").is_ok());
         assert!(parse_printable_id(" a", "f").is_err());
         assert!(parse_printable_id("", "f").is_err());

@@ -1594,6 +1594,32 @@ async fn unread_watch_stream_does_not_slow_calls_on_its_connection() {
     );
 }
 
+/// Resuming after the log's last position is fine (the stream waits for the next event);
+/// after a position the log never reached (a position from before a restore from backup,
+/// which reuses positions) is OUT_OF_RANGE `POSITION_AHEAD_OF_LOG` naming the last position,
+/// instead of a stream that silently skips everything up to that position.
+#[tokio::test]
+async fn watch_refuses_a_position_beyond_the_log() {
+    let s = spawn_server().await;
+    trial_with_events(&s, "acme", 2).await; // 3 events
+    let last = db_events_in_commit_order(&s, &["acme"])
+        .await
+        .last()
+        .unwrap()
+        .global_position;
+    let mut stream = watch(&s, "acme", last).await.unwrap();
+    for (account, after) in [("acme", last + 1), ("", last + 100), ("nobody", i64::MAX)] {
+        let status = watch(&s, account, after).await.unwrap_err();
+        assert_error(&status, Code::OutOfRange, "POSITION_AHEAD_OF_LOG");
+        let info = tonic_types::StatusExt::get_details_error_info(&status).unwrap();
+        assert_eq!(info.metadata["last_global_position"], last.to_string());
+    }
+    authorize_n(&s, "acme", 1).await;
+    assert_eq!(next(&mut stream).await.global_position, last + 1);
+    // Once the log has passed it, the same position is an ordinary resume.
+    assert!(watch(&s, "acme", last + 1).await.is_ok());
+}
+
 /// A negative after_global_position is INVALID_ARGUMENT naming `after_global_position`.
 #[tokio::test]
 async fn watch_rejects_a_negative_position() {

@@ -132,9 +132,10 @@ fn code_of<B>(response: &http::Response<B>) -> String {
         )
 }
 
-/// `response`, or `error`'s answer instead if `response` is a trailers-only answer with
-/// gRPC code `code` (one a crate below this layer raises in a form the contract does not
-/// use).
+/// `response`, or `error`'s answer instead if `response` is a bare trailers-only answer
+/// (no `grpc-status-details-bin`, so no `ErrorInfo`: not one of this service's own errors)
+/// with gRPC code `code` (one a crate below this layer raises in a form the contract does
+/// not use).
 fn replace_code<B: Default>(
     response: http::Response<B>,
     code: tonic::Code,
@@ -145,13 +146,14 @@ fn replace_code<B: Default>(
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
-        .is_some_and(|c| c == code as i32);
+        .is_some_and(|c| c == code as i32)
+        && !response.headers().contains_key("grpc-status-details-bin");
     if matches { reject(error) } else { response }
 }
 
 /// tonic answers a request over `max_decoding_message_size` with a bare `OUT_OF_RANGE`
-/// (no `ErrorInfo`). No handler of this service returns `OUT_OF_RANGE`, so any such
-/// trailers-only response is that limit: answer it in the contract's form instead.
+/// (no `ErrorInfo`). This service's own `OUT_OF_RANGE` (a watch position beyond the log)
+/// carries `ErrorInfo`, so a bare one is that limit: answer it in the contract's form.
 fn translate_decode_limit<B: Default>(response: http::Response<B>) -> http::Response<B> {
     replace_code(response, tonic::Code::OutOfRange, Error::RequestTooLarge)
 }

@@ -71,6 +71,16 @@ pub enum Error {
     /// No such assumption.
     #[error("assumption not found")]
     AssumptionNotFound,
+    /// A watch asked to resume after a position the log never reached: the position comes
+    /// from another history (the database was restored from a backup, or another
+    /// deployment), so resuming from it would silently skip events.
+    #[error("position {after} is beyond the log's last position {last}")]
+    PositionAheadOfLog {
+        /// The position asked for.
+        after: i64,
+        /// The log's last position.
+        last: i64,
+    },
     /// The database could not complete the operation; nothing was committed. The cause is
     /// logged server-side and never sent to the client.
     #[error("storage unavailable: {0}")]

@@ -53,7 +53,7 @@ impl AuditService for AuditApi {
     ) -> Result<Response<Self::WatchAuditEventsStream>, Status> {
         let (caller, _slot) = admit(&request)?;
         let (account, after) = convert::watch_request(request.into_inner())?;
-        let events = self.app.watch_audit_events(account, after, &caller)?;
+        let events = self.app.watch_audit_events(account, after, &caller).await?;
         let stream = events.map(|item| {
             item.map(|(global_position, event)| pb::WatchAuditEventsResponse {
                 event: Some(event.into()),

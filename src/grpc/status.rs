@@ -148,6 +148,26 @@ impl From<Error> for Status {
                 "assumption not found",
                 ErrorDetails::new(),
             ),
+            Error::PositionAheadOfLog { after: _, last } => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(
+                    "POSITION_AHEAD_OF_LOG",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::from([(
+                        "last_global_position".to_owned(),
+                        last.to_string(),
+                    )]),
+                );
+                details.add_bad_request_violation(
+                    "after_global_position",
+                    "beyond the log's last position: it comes from another history (a restore from backup?); watch again from 0 and skip the event_ids you already have",
+                );
+                Status::with_error_details(
+                    Code::OutOfRange,
+                    "after_global_position is beyond the end of the audit log; watch again from 0 and deduplicate by event_id",
+                    details,
+                )
+            }
             Error::Storage(cause) => {
                 tracing::warn!(%cause, "request failed: storage unavailable");
                 status(

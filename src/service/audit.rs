@@ -217,7 +217,10 @@ impl App {
     /// reads committed events from storage at the client's pace through a bounded buffer: a
     /// slow client costs at most [`WATCH_BUFFER`] events of memory and never blocks writers;
     /// a client that reconnects with its last position resumes exactly where it stopped.
-    pub fn watch_audit_events(
+    /// A position beyond the log's end is refused ([`Error::PositionAheadOfLog`]): it can
+    /// only come from another history (a restored backup reuses positions), and waiting for
+    /// the log to pass it would skip every event in between without a word.
+    pub async fn watch_audit_events(
         &self,
         account: Option<AccountId>,
         after_position: i64,
@@ -229,6 +232,13 @@ impl App {
         } else {
             Permission::AuditReadAll
         })?;
+        let last = audit_log::last_position(self.store.reader()).await?;
+        if after_position > last {
+            return Err(Error::PositionAheadOfLog {
+                after: after_position,
+                last,
+            });
+        }
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let store = self.store.clone();
         let mut commits = store.subscribe_commits();

@@ -409,6 +409,19 @@ pub async fn after_position(
         .collect()
 }
 
+/// The position of the newest committed event, 0 for an empty log. Positions only grow in a
+/// database's life, so a watcher's position above it comes from another history.
+pub async fn last_position(db: &impl ConnectionTrait) -> Result<i64, Error> {
+    Ok(audit_event::Entity::find()
+        .select_only()
+        .column_as(audit_event::Column::GlobalPosition.max(), "last")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten()
+        .unwrap_or(0))
+}
+
 /// True when the account has an audit chain (any event was ever recorded for it).
 pub async fn has_chain(db: &impl ConnectionTrait, account_id: &str) -> Result<bool, Error> {
     let head = audit_chain_head::Entity::find_by_id(account_id.to_owned())

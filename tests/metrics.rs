@@ -10,6 +10,10 @@ use common::*;
 use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The recorder is process-wide, so tests that compare counters before and after their own
+/// calls take turns: another test's failures must not land in their window.
+static COUNTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -73,6 +77,7 @@ fn histogram_count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f6
 /// Calls move RPC, decision, emergency, audit-event and write counters and histograms; build info and readiness are exported.
 #[tokio::test]
 async fn counters_and_histograms_move_after_real_calls() {
+    let _turn = COUNTERS.lock().await;
     let addr = free_port();
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
@@ -182,6 +187,7 @@ async fn counters_and_histograms_move_after_real_calls() {
 /// A failing audit write is counted, and the watch-stream gauge follows open streams.
 #[tokio::test]
 async fn audit_failures_and_watch_streams_are_visible() {
+    let _turn = COUNTERS.lock().await;
     let addr = free_port();
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Trial).await;
@@ -296,6 +302,7 @@ async fn the_metrics_port_bounds_its_connections() {
 /// `accessgrant_expiry_sweep_failures_total`, on every sweep, which is what its alert needs.
 #[tokio::test]
 async fn a_failing_expiry_sweep_is_counted() {
+    let _turn = COUNTERS.lock().await;
     let addr = free_port();
     let s = spawn_server_with(|c| {
         c.metrics_listen = Some(addr);
@@ -311,6 +318,8 @@ async fn a_failing_expiry_sweep_is_counted() {
     s.clock.advance(chrono::Duration::days(2));
     for _ in 0..100 {
         if value(&scrape(addr).await, metric, &[]) >= before + 2.0 {
+            // Stop sweeping before the next test's counter window opens.
+            s.stop().await;
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

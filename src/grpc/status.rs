@@ -10,8 +10,23 @@ use crate::domain::Error;
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "accessgrant";
 
-fn status(code: Code, reason: &str, message: &str, mut details: ErrorDetails) -> Status {
-    details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+fn status(code: Code, reason: &str, message: &str, details: ErrorDetails) -> Status {
+    status_with_metadata(code, reason, &[], message, details)
+}
+
+/// A status whose `ErrorInfo` also carries `metadata`: what a client acts on, by key.
+fn status_with_metadata(
+    code: Code,
+    reason: &str,
+    metadata: &[(&str, String)],
+    message: &str,
+    mut details: ErrorDetails,
+) -> Status {
+    let metadata: std::collections::HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message, details)
 }
 
@@ -77,37 +92,23 @@ impl From<Error> for Status {
                     "already used for a different request",
                 ),
             ),
-            Error::Unauthenticated => {
-                // Say how to authenticate, never which part of the credentials was wrong.
-                let mut details = ErrorDetails::new();
-                details.set_error_info(
-                    "UNAUTHENTICATED",
-                    ERROR_DOMAIN,
-                    std::collections::HashMap::from([(
-                        "www_authenticate".to_owned(),
-                        "Bearer realm=\"accessgrant\"".to_owned(),
-                    )]),
-                );
-                Status::with_error_details(
-                    Code::Unauthenticated,
-                    "missing or invalid credentials: send `authorization: Bearer <token>` or a client certificate",
-                    details,
-                )
-            }
-            Error::Overloaded => {
-                let mut details = ErrorDetails::new();
-                details.set_error_info(
-                    "SERVER_OVERLOADED",
-                    ERROR_DOMAIN,
-                    std::collections::HashMap::new(),
-                );
-                details.set_retry_info(Some(std::time::Duration::from_millis(100)));
-                Status::with_error_details(
-                    Code::ResourceExhausted,
-                    "too many calls in flight; retry with backoff",
-                    details,
-                )
-            }
+            // Say how to authenticate, never which part of the credentials was wrong.
+            Error::Unauthenticated => status_with_metadata(
+                Code::Unauthenticated,
+                "UNAUTHENTICATED",
+                &[(
+                    "www_authenticate",
+                    "Bearer realm=\"accessgrant\"".to_owned(),
+                )],
+                "missing or invalid credentials: send `authorization: Bearer <token>` or a client certificate",
+                ErrorDetails::new(),
+            ),
+            Error::Overloaded => status(
+                Code::ResourceExhausted,
+                "SERVER_OVERLOADED",
+                "too many calls in flight; retry with backoff",
+                ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(100))),
+            ),
             Error::DeadlineExceeded => status(
                 Code::DeadlineExceeded,
                 "DEADLINE_EXCEEDED",
@@ -126,48 +127,29 @@ impl From<Error> for Status {
                 "the request message exceeds the server's limit",
                 ErrorDetails::new(),
             ),
-            Error::CallerLacksPermission(permission) => {
-                let mut details = ErrorDetails::new();
-                details.set_error_info(
-                    "CALLER_LACKS_PERMISSION",
-                    ERROR_DOMAIN,
-                    std::collections::HashMap::from([(
-                        "permission".to_owned(),
-                        permission.to_owned(),
-                    )]),
-                );
-                Status::with_error_details(
-                    Code::PermissionDenied,
-                    format!("the calling service lacks the {permission} permission"),
-                    details,
-                )
-            }
+            Error::CallerLacksPermission(permission) => status_with_metadata(
+                Code::PermissionDenied,
+                "CALLER_LACKS_PERMISSION",
+                &[("permission", permission.to_owned())],
+                &format!("the calling service lacks the {permission} permission"),
+                ErrorDetails::new(),
+            ),
             Error::AssumptionNotFound => status(
                 Code::NotFound,
                 "ASSUMPTION_NOT_FOUND",
                 "assumption not found",
                 ErrorDetails::new(),
             ),
-            Error::PositionAheadOfLog { after: _, last } => {
-                let mut details = ErrorDetails::new();
-                details.set_error_info(
-                    "POSITION_AHEAD_OF_LOG",
-                    ERROR_DOMAIN,
-                    std::collections::HashMap::from([(
-                        "last_global_position".to_owned(),
-                        last.to_string(),
-                    )]),
-                );
-                details.add_bad_request_violation(
+            Error::PositionAheadOfLog { after: _, last } => status_with_metadata(
+                Code::OutOfRange,
+                "POSITION_AHEAD_OF_LOG",
+                &[("last_global_position", last.to_string())],
+                "after_global_position is beyond the end of the audit log; watch again from 0 and deduplicate by event_id",
+                ErrorDetails::with_bad_request_violation(
                     "after_global_position",
                     "beyond the log's last position: it comes from another history (a restore from backup?); watch again from 0 and skip the event_ids you already have",
-                );
-                Status::with_error_details(
-                    Code::OutOfRange,
-                    "after_global_position is beyond the end of the audit log; watch again from 0 and deduplicate by event_id",
-                    details,
-                )
-            }
+                ),
+            ),
             Error::Storage(cause) => {
                 tracing::warn!(%cause, "request failed: storage unavailable");
                 status(

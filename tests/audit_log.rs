@@ -1238,15 +1238,8 @@ async fn whole_database_verify_covers_accounts_without_a_chain_head() {
     s.create_account("other", pb::AccountPlan::Trial).await;
     s.sql("DELETE FROM audit_chain_heads WHERE account_id = 'acme'")
         .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
-        .args(["audit", "verify", "--database-url", &s.database_url])
-        .env_remove("ACCESSGRANT_CONFIG")
-        .env_remove("ACCESSGRANT_DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = cli_verify_args(&s, &[]).await;
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.lines().any(|l| l.starts_with("acme: BROKEN")),
         "{stdout}"
@@ -1255,6 +1248,37 @@ async fn whole_database_verify_covers_accounts_without_a_chain_head() {
         stdout.lines().any(|l| l.starts_with("other: intact")),
         "{stdout}"
     );
+}
+
+/// A write whose key collides with a stored one (the account's chain head row was deleted,
+/// so its next event takes sequence 1 again) is damage, not an outage: `INTERNAL`, the same
+/// on every retry, not `UNAVAILABLE` ("retry later"). Nothing is written, other accounts go
+/// on, and the decision path (its own connection on SQLite) answers like a grant change.
+#[tokio::test]
+async fn a_write_colliding_with_a_stored_key_is_internal() {
+    let s = spawn_server().await;
+    for id in ["acme", "paid", "fine"] {
+        s.create_account(id, pb::AccountPlan::Paid).await;
+        s.enable(id, pb::AccessDuration::OneWeek).await.unwrap();
+    }
+    s.sql("DELETE FROM audit_chain_heads WHERE account_id IN ('acme', 'paid')")
+        .await;
+    let events = s.count("SELECT COUNT(*) FROM audit_events").await;
+    for _ in 0..2 {
+        let status = s
+            .support()
+            .authorize_assumption(authorize_request("acme"))
+            .await
+            .unwrap_err();
+        assert_error(&status, Code::Internal, "INTERNAL");
+    }
+    let status = s
+        .enable("paid", pb::AccessDuration::OneDay)
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Internal, "INTERNAL");
+    assert_eq!(s.count("SELECT COUNT(*) FROM audit_events").await, events);
+    assert_eq!(s.authorize("fine").await.decision(), pb::Decision::Allow);
 }
 
 /// A stored text that is not UTF-8 (SQLite stores whatever bytes it is given) is corruption,

@@ -120,6 +120,14 @@ impl From<DbErr> for Error {
             tracing::error!(error = %e, "a stored value cannot be decoded");
             return Error::Internal(format!("undecodable stored value: {e}"));
         }
+        if let Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
+            // Every key written (sequence, ids, idempotency key) is derived from rows read in
+            // the same serialized transaction, so a collision means the stored state is
+            // damaged (a deleted chain head, say): the same answer on every retry.
+            tracing::error!(error = %e, "a write collided with a stored key: damaged stored state");
+            metrics::counter!(crate::metrics::DB_ERRORS).increment(1);
+            return Error::Internal(format!("unique key collision: {e}"));
+        }
         tracing::error!(error = %e, "database operation failed");
         metrics::counter!(crate::metrics::DB_ERRORS).increment(1);
         Error::Storage(e.to_string())

@@ -34,8 +34,10 @@
 //!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
 //! - [`audit`] — audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
 //! - [`service`] — use cases — one method per request; each change is a job for the
-//!   group-commit writer, with its `request_id` replay and its audit event; and the expiry
-//!   sweep that audits lapsed grants exactly once across replicas.
+//!   group-commit writer, with its `request_id` replay and its audit event; the audit log's
+//!   reads (pages bounded in count and bytes, watch streams that refuse positions from
+//!   another history); and the expiry sweep that audits lapsed grants exactly once across
+//!   replicas (a damaged account fails alone: a failed batch is retried lapse by lapse).
 //! - [`storage`] — sea-orm entities, migrations and repositories; the group-commit writer
 //!   (one transaction and one fsync per batch; a failed job is rolled back without sinking the
 //!   others; on a SQLite file a thread of its own, ahead of request handling: raised when

@@ -130,7 +130,7 @@ const MAX_SCRAPE_CONNECTIONS: usize = 16;
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves `GET /metrics` (any path) on `listener` until the task is dropped: one request
-/// per connection, each done within [`SCRAPE_TIMEOUT`], at most [`MAX_SCRAPE_CONNECTIONS`]
+/// per connection, each done within `SCRAPE_TIMEOUT` (3 s), at most `MAX_SCRAPE_CONNECTIONS` (16)
 /// at once. At the limit a new connection closes the oldest one rather than being refused,
 /// so sockets held open by someone else delay a scrape, but cannot keep refusing it, and
 /// cannot hold descriptors the gRPC port needs.

@@ -37,7 +37,7 @@
 //!   group-commit writer, with its `request_id` replay and its audit event; the audit log's
 //!   reads (pages bounded in count and bytes, watch streams that refuse positions from
 //!   another history); and the expiry sweep that audits lapsed grants exactly once across
-//!   replicas (a damaged account fails alone: a failed batch is retried lapse by lapse).
+//!   replicas (damaged accounts fail alone: a failed batch is retried lapse by lapse).
 //! - [`storage`] — sea-orm entities, migrations and repositories; the group-commit writer
 //!   (one transaction and one fsync per batch; a failed job is rolled back without sinking the
 //!   others; on a SQLite file a thread of its own, ahead of request handling: raised when

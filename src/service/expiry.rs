@@ -24,66 +24,72 @@ use crate::{
 const SWEEP_BATCH: u64 = 200;
 /// Most sweep transactions per tick (so a tick records at most 10,000 lapses).
 const SWEEP_ROUNDS: usize = 50;
-/// When a sweep transaction fails, its lapses are retried one per transaction, so one account
-/// that cannot be written (a damaged chain) does not hold back every other account's lapse.
-/// This many failures in a row with nothing recorded means the store itself is failing: the
-/// sweep stops and retries at the next tick.
-const SWEEP_FAILURES_IN_A_ROW: usize = 10;
 
 impl App {
     /// One sweep: records the lapse of every grant whose period ended and is not audited yet,
     /// `SWEEP_BATCH` (200) per transaction, at most `SWEEP_ROUNDS` (50) transactions (a backlog,
     /// e.g. after downtime, drains over the next sweeps). Returns how many lapses this replica
     /// recorded.
+    ///
+    /// Accounts whose lapse cannot be written because their stored state is damaged (a
+    /// deleted chain head: `Error::Internal`) fail alone, however many there are: a batch that
+    /// fails that way is retried one lapse per transaction, and the rounds move on from a
+    /// cursor, so those lapses do not come back before the next sweep. A storage failure
+    /// (`Error::Storage`: the database is down, the disk is full) ends the sweep at once; the
+    /// next tick retries.
     pub async fn sweep_expired_grants(&self) -> Result<usize, Error> {
         let mut recorded = 0;
+        let mut cursor = None;
         for _ in 0..SWEEP_ROUNDS {
-            let due = grants::unrecorded_lapses(self.store.reader(), self.clock.now(), SWEEP_BATCH)
-                .await?;
+            let due = grants::unrecorded_lapses(
+                self.store.reader(),
+                self.clock.now(),
+                cursor.as_ref(),
+                SWEEP_BATCH,
+            )
+            .await?;
             let full = due.len() as u64 == SWEEP_BATCH;
+            cursor = due.last().cloned();
             if due.is_empty() {
                 break;
             }
-            let n = match self.record_lapses(due.clone()).await {
+            recorded += match self.record_lapses(due.clone()).await {
                 Ok(n) => n,
-                Err(e) if due.len() > 1 => {
-                    metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
-                    tracing::warn!(error = %e, lapses = due.len(), "expiry sweep transaction failed; recording its lapses one by one");
-                    self.record_lapses_one_by_one(due).await?
-                }
                 Err(e) => {
                     metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
-                    return Err(e);
+                    if matches!(e, Error::Storage(_)) {
+                        return Err(e);
+                    }
+                    if due.len() == 1 {
+                        tracing::warn!(error = %e, account_id = due[0].0, "cannot record this grant's lapse; other accounts go on");
+                        0
+                    } else {
+                        tracing::warn!(error = %e, lapses = due.len(), "expiry sweep transaction failed; recording its lapses one by one");
+                        self.record_lapses_one_by_one(due).await?
+                    }
                 }
             };
-            recorded += n;
-            // Nothing claimed: another replica is draining the same backlog.
-            if !full || n == 0 {
+            if !full {
                 break;
             }
         }
         Ok(recorded)
     }
 
-    /// Records each lapse in a write job of its own, logging and counting those that fail;
-    /// gives up (the store is failing, not one account) after [`SWEEP_FAILURES_IN_A_ROW`]
-    /// failures before any success.
+    /// Records each lapse in a write job of its own, logging and counting those that fail
+    /// (damaged accounts); a storage failure ends it (see [`Self::sweep_expired_grants`]).
     async fn record_lapses_one_by_one(&self, due: Vec<(String, i64)>) -> Result<usize, Error> {
-        let (mut recorded, mut failed_in_a_row) = (0, 0);
+        let mut recorded = 0;
         for lapse in due {
             let account_id = lapse.0.clone();
             match self.record_lapses(vec![lapse]).await {
-                Ok(n) => {
-                    recorded += n;
-                    failed_in_a_row = 0;
-                }
+                Ok(n) => recorded += n,
                 Err(e) => {
                     metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
-                    tracing::warn!(error = %e, account_id, "cannot record this grant's lapse; other accounts go on");
-                    failed_in_a_row += 1;
-                    if recorded == 0 && failed_in_a_row >= SWEEP_FAILURES_IN_A_ROW {
+                    if matches!(e, Error::Storage(_)) {
                         return Err(e);
                     }
+                    tracing::warn!(error = %e, account_id, "cannot record this grant's lapse; other accounts go on");
                 }
             }
         }

@@ -227,17 +227,32 @@ async fn read_joined(
 }
 
 /// Enabled grants whose period ended at or before `now` and whose lapse has not been audited
-/// yet: `(account_id, expire_time_us)`, oldest first, at most `limit`.
+/// yet: `(account_id, expire_time_us)`, oldest first (then by account), at most `limit`, and
+/// only those after `after` in that order (a sweep's cursor: lapses it could not record do
+/// not come back in the same sweep).
 pub async fn unrecorded_lapses(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
+    after: Option<&(String, i64)>,
     limit: u64,
 ) -> Result<Vec<(String, i64)>, Error> {
     use sea_orm::{
         Condition, QueryOrder, QuerySelect,
         sea_query::{Expr, ExprTrait},
     };
-    let rows: Vec<(String, Option<i64>)> = access_grant::Entity::find()
+    let mut query = access_grant::Entity::find();
+    if let Some((account_id, expire_time_us)) = after {
+        query = query.filter(
+            Condition::any()
+                .add(access_grant::Column::ExpireTimeUs.gt(*expire_time_us))
+                .add(
+                    Condition::all()
+                        .add(access_grant::Column::ExpireTimeUs.eq(*expire_time_us))
+                        .add(access_grant::Column::AccountId.gt(account_id.as_str())),
+                ),
+        );
+    }
+    let rows: Vec<(String, Option<i64>)> = query
         .select_only()
         .column(access_grant::Column::AccountId)
         .column(access_grant::Column::ExpireTimeUs)
@@ -252,6 +267,7 @@ pub async fn unrecorded_lapses(
                 )),
         )
         .order_by_asc(access_grant::Column::ExpireTimeUs)
+        .order_by_asc(access_grant::Column::AccountId)
         .limit(limit)
         .into_tuple()
         .all(db)

@@ -57,11 +57,17 @@ pub fn parse_printable_id(value: &str, field: &str) -> Result<String, FieldViola
     if value.chars().count() > MAX_ID_CHARS {
         return Err(FieldViolation::new(field, "at most 128 characters"));
     }
-    if value.chars().any(|c| c.is_control() || is_invisible(c)) || value.trim() != value {
+    if value
+        .chars()
+        .any(|c| c.is_control() || is_invisible(c) || (c.is_whitespace() && c != ' '))
+        || value.trim() != value
+        || value.chars().next().is_some_and(attaches_to_previous)
+    {
         return Err(FieldViolation::new(
             field,
             "printable characters only (no control, zero-width or bidirectional formatting \
-             characters), no leading or trailing whitespace",
+             characters, no space other than U+0020), no leading or trailing whitespace, not \
+             starting with a combining mark",
         ));
     }
     Ok(value.to_owned())
@@ -72,7 +78,8 @@ pub fn parse_printable_id(value: &str, field: &str) -> Result<String, FieldViola
 /// characters, bidirectional overrides, tag characters, shorthand and hieroglyph format
 /// controls), line and paragraph separators (Zl, Zp), private-use (Co) and unassigned (Cn)
 /// code points. Plus the blank characters of other categories: variation selectors, the
-/// combining grapheme joiner, Hangul and halfwidth fillers, the blank Braille pattern, Khmer
+/// combining grapheme joiner, Hangul, halfwidth and Khitan fillers, the blank Braille
+/// pattern, the null notehead, the object replacement character, Duployan selectors, Khmer
 /// inherent vowels, Mongolian free variation selectors. In an id they make two different ids
 /// look alike in the customer's access log (`staff\u{200B}1` shows as `staff1`), or make an
 /// id display as another (`\u{202E}` reverses what follows).
@@ -93,22 +100,31 @@ pub fn is_invisible(c: char) -> bool {
             | '\u{3164}'
             | '\u{FE00}'..='\u{FE0F}'
             | '\u{FFA0}'
+            | '\u{FFFC}'
+            | '\u{16FE4}'
+            | '\u{1BC9D}'..='\u{1BC9E}'
+            | '\u{1D159}'
             | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
-/// Characters of `text` a reader actually sees, one per glyph: not whitespace, not
-/// invisible ([`is_invisible`]), and not combining marks (Mn, Me), which only change the
-/// glyph before them (`a` plus 25 accents is one character to a reader).
+/// Characters of `text` a reader actually sees, counted once per base character: not
+/// whitespace, not invisible ([`is_invisible`]), and not what only attaches to the character
+/// before it: combining marks (Mn, Mc, Me: `a` plus 25 accents is one character to a
+/// reader), emoji skin-tone modifiers, Hangul medial vowel and final consonant jamo.
 pub fn visible_chars(text: &str) -> usize {
-    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     text.chars()
-        .filter(|c| {
-            !c.is_whitespace()
-                && !is_invisible(*c)
-                && !matches!(c.general_category(), G::NonspacingMark | G::EnclosingMark)
-        })
+        .filter(|c| !c.is_whitespace() && !is_invisible(*c) && !attaches_to_previous(*c))
         .count()
+}
+
+/// Characters that extend the glyph before them instead of standing on their own.
+fn attaches_to_previous(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        G::NonspacingMark | G::SpacingMark | G::EnclosingMark
+    ) || matches!(c, '\u{1160}'..='\u{11FF}' | '\u{D7B0}'..='\u{D7FF}' | '\u{1F3FB}'..='\u{1F3FF}')
 }
 
 /// Checks an optional idempotency key: empty means "none".
@@ -190,6 +206,19 @@ mod tests {
             );
         }
         assert!(parse_printable_id("José Ñandú 山田 Ω", "f").is_ok());
+        // Blank glyphs of other categories, look-alike spaces, a leading combining mark.
+        for bad in [
+            "sa\u{16FE4}m",
+            "sa\u{1D159}m",
+            "sa\u{FFFC}m",
+            "sam\u{00A0}x",
+            "sam\u{3000}x",
+            "\u{0301}sam",
+        ] {
+            assert!(parse_printable_id(bad, "f").is_err(), "{bad:?}");
+        }
+        assert!(parse_printable_id("sam x", "f").is_ok());
+        assert!(parse_printable_id("नमस्ते", "f").is_ok());
         assert_eq!(visible_chars("a\u{200B}\u{200B} b\u{3164}"), 2);
         // A glyph with combining marks is one character to a reader; private use is none.
         assert_eq!(visible_chars(&format!("a{}", "\u{0301}".repeat(25))), 1);
@@ -198,6 +227,12 @@ mod tests {
         assert_eq!(visible_chars("é"), 1);
         assert_eq!(visible_chars("e\u{0301}"), 1);
         assert_eq!(visible_chars("日本語の文"), 5);
+        // Spacing marks, skin-tone modifiers and medial jamo attach to what precedes them.
+        assert_eq!(visible_chars(&"\u{0903}".repeat(20)), 0);
+        assert_eq!(visible_chars(&"\u{1F3FB}".repeat(20)), 0);
+        assert_eq!(visible_chars(&"\u{1161}".repeat(20)), 0);
+        assert_eq!(visible_chars("नमस्ते"), 4); // न म स त; the virama and vowel sign attach
+        assert_eq!(visible_chars("한국어"), 3);
         assert!(parse_printable_id("zoë-müller", "f").is_ok());
         assert!(parse_printable_id(" a", "f").is_err());
         assert!(parse_printable_id("", "f").is_err());

@@ -244,14 +244,18 @@ pub async fn run(
     result.map_err(ServeError::from)
 }
 
-/// Background upkeep: readiness follows the database; old idempotency records are pruned.
+/// Background upkeep: readiness follows the database (every `READINESS_INTERVAL`, and at
+/// once when a write finds the SQLite file lost); old idempotency records are pruned.
 async fn upkeep(app: App, reporter: HealthReporter) {
     let mut ready = true;
     let mut ticks: u64 = 0;
     let mut interval = tokio::time::interval(READINESS_INTERVAL);
     loop {
-        interval.tick().await;
-        ticks += 1;
+        let store = app.store().clone();
+        tokio::select! {
+            _ = interval.tick() => ticks += 1,
+            () = store.wait_file_lost(), if !store.file_lost() || ready => {}
+        }
         let reachable = app.writer_alive() && app.store().ping().await.is_ok();
         let (in_use, idle) = app.store().pool_usage();
         metrics::gauge!(crate::metrics::DB_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));

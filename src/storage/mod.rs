@@ -437,6 +437,14 @@ impl Store {
         self.file.as_ref().is_some_and(|f| f.is_lost())
     }
 
+    /// Returns once the SQLite file is found deleted or replaced; never for other databases.
+    pub async fn wait_file_lost(&self) {
+        match &self.file {
+            Some(file) => file.lost().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Adds the serve lock file this server holds to the file watch: if it is deleted or
     /// replaced, the server fails closed as if the database file were (see [`sqlite_file`]).
     pub fn watch_serve_lock(&self, lock: &sqlite_file::ServeLock) {

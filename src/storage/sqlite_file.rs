@@ -27,6 +27,9 @@ pub struct SqliteFile {
     wal: std::sync::OnceLock<(u64, u64)>,
     /// Set once the file was found missing or replaced; never cleared (restart to recover).
     lost: AtomicBool,
+    /// Woken when `lost` is set, so readiness turns NOT_SERVING at once rather than at its
+    /// next periodic check.
+    lost_notify: tokio::sync::Notify,
     /// The serve lock file this server holds and its (device, inode), once `serve` took it.
     serve_lock: std::sync::OnceLock<(PathBuf, (u64, u64))>,
 }
@@ -193,6 +196,7 @@ impl SqliteFile {
             wal_path,
             wal,
             lost: AtomicBool::new(false),
+            lost_notify: tokio::sync::Notify::new(),
             serve_lock: std::sync::OnceLock::new(),
         })
     }
@@ -227,6 +231,7 @@ impl SqliteFile {
         } else {
             tracing::error!(path = %self.path.display(), wal_ok, lock_ok, "the database file, its WAL or the serve lock file is missing or was replaced: refusing writes until restart");
             self.lost.store(true, Ordering::Release);
+            self.lost_notify.notify_one();
             false
         }
     }
@@ -235,6 +240,13 @@ impl SqliteFile {
     /// the database file.
     pub fn watch_serve_lock(&self, lock: (PathBuf, (u64, u64))) {
         let _ = self.serve_lock.set(lock);
+    }
+
+    /// Returns once the file was found lost (at once if it already was).
+    pub async fn lost(&self) {
+        if !self.is_lost() {
+            self.lost_notify.notified().await;
+        }
     }
 
     /// True once the file was lost.

@@ -112,10 +112,28 @@ pub fn is_invisible(c: char) -> bool {
 /// whitespace, not invisible ([`is_invisible`]), and not what only attaches to the character
 /// before it: combining marks (Mn, Mc, Me: `a` plus 25 accents is one character to a
 /// reader), emoji skin-tone modifiers, Hangul medial vowel and final consonant jamo.
+///
+/// Emoji sequences count once: a character after a zero-width joiner joins the glyph before
+/// it (👨‍👩‍👧 is one), and regional indicators count in pairs (a flag is two of them).
 pub fn visible_chars(text: &str) -> usize {
-    text.chars()
-        .filter(|c| !c.is_whitespace() && !is_invisible(*c) && !attaches_to_previous(*c))
-        .count()
+    let (mut count, mut joined, mut regional) = (0, false, false);
+    for c in text.chars() {
+        let after_joiner = std::mem::replace(&mut joined, c == '\u{200D}');
+        if c.is_whitespace() || is_invisible(c) || attaches_to_previous(c) || after_joiner {
+            continue;
+        }
+        if ('\u{1F1E6}'..='\u{1F1FF}').contains(&c) {
+            // The second indicator of a pair completes the first one's flag.
+            regional = !regional;
+            if !regional {
+                continue;
+            }
+        } else {
+            regional = false;
+        }
+        count += 1;
+    }
+    count
 }
 
 /// Characters that extend the glyph before them instead of standing on their own.
@@ -233,6 +251,11 @@ mod tests {
         assert_eq!(visible_chars(&"\u{1161}".repeat(20)), 0);
         assert_eq!(visible_chars("नमस्ते"), 4); // न म स त; the virama and vowel sign attach
         assert_eq!(visible_chars("한국어"), 3);
+        // Emoji sequences: a ZWJ family and a flag are one glyph each.
+        assert_eq!(visible_chars(&"👨\u{200D}👩\u{200D}👧".repeat(7)), 7);
+        assert_eq!(visible_chars(&"🇫🇷".repeat(10)), 10);
+        assert_eq!(visible_chars("🇫🇷🇩"), 2);
+        assert_eq!(visible_chars("a🇫b"), 3);
         assert!(parse_printable_id("zoë-müller", "f").is_ok());
         assert!(parse_printable_id(" a", "f").is_err());
         assert!(parse_printable_id("", "f").is_err());

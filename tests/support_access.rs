@@ -233,12 +233,29 @@ async fn authorize_request_is_validated() {
     req.reason = 99;
     let status = s.support().authorize_assumption(req).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["reason"]);
-    // A staff id that would display as another one in the customer's log.
-    for spoof in ["sam\u{200B}", "\u{202E}mas", "s\u{2066}am"] {
+    // A staff id that would display as another one in the customer's log: format
+    // characters by category (not only the well-known ones), blank glyphs, look-alike
+    // spaces, a leading combining mark.
+    for spoof in [
+        "sam\u{200B}",
+        "\u{202E}mas",
+        "s\u{2066}am",
+        "s\u{1BCA3}am",
+        "sa\u{1D159}m",
+        "sam\u{00A0}x",
+        "\u{0301}sam",
+    ] {
         let mut req = authorize_request("acme");
         req.staff_id = spoof.into();
         let status = s.support().authorize_assumption(req).await.unwrap_err();
         assert_eq!(violated_fields(&status), ["staff_id"], "{spoof:?}");
+    }
+    // Real names in other scripts and with accents are ids like any other.
+    for name in ["José Ñandú", "नमस्ते", "山田 太郎", "Nguyễn"] {
+        let mut req = authorize_request("acme");
+        req.staff_id = name.into();
+        let r = s.support().authorize_assumption(req).await.unwrap();
+        assert_eq!(r.into_inner().decision(), pb::Decision::Deny, "{name:?}");
     }
 }
 

@@ -55,19 +55,20 @@ impl App {
             }
             recorded += match self.record_lapses(due.clone()).await {
                 Ok(n) => n,
-                Err(e) => {
-                    metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
-                    if matches!(e, Error::Storage(_)) {
-                        return Err(e);
-                    }
-                    if due.len() == 1 {
-                        tracing::warn!(error = %e, account_id = due[0].0, "cannot record this grant's lapse; other accounts go on");
+                Err(e) => match due.as_slice() {
+                    [(account_id, _)] => {
+                        lapse_failed(e, account_id)?;
                         0
-                    } else {
+                    }
+                    _ => {
+                        metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
+                        if matches!(e, Error::Storage(_)) {
+                            return Err(e);
+                        }
                         tracing::warn!(error = %e, lapses = due.len(), "expiry sweep transaction failed; recording its lapses one by one");
                         self.record_lapses_one_by_one(due).await?
                     }
-                }
+                },
             };
             if !full {
                 break;
@@ -84,13 +85,7 @@ impl App {
             let account_id = lapse.0.clone();
             match self.record_lapses(vec![lapse]).await {
                 Ok(n) => recorded += n,
-                Err(e) => {
-                    metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
-                    if matches!(e, Error::Storage(_)) {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, account_id, "cannot record this grant's lapse; other accounts go on");
-                }
+                Err(e) => lapse_failed(e, &account_id)?,
             }
         }
         Ok(recorded)
@@ -115,6 +110,17 @@ impl App {
         })
         .await
     }
+}
+
+/// One account's lapse could not be written: counted; a storage failure is passed on (it
+/// ends the sweep), anything else is damage to that account, logged so the others go on.
+fn lapse_failed(e: Error, account_id: &str) -> Result<(), Error> {
+    metrics::counter!(crate::metrics::EXPIRY_SWEEP_FAILURES).increment(1);
+    if matches!(e, Error::Storage(_)) {
+        return Err(e);
+    }
+    tracing::warn!(error = %e, account_id, "cannot record this grant's lapse; other accounts go on");
+    Ok(())
 }
 
 /// Before changing a grant: if its period has lapsed and no sweep recorded that yet, record

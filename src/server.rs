@@ -278,8 +278,7 @@ async fn upkeep(app: App, reporter: HealthReporter) {
         }
         if ready && ticks % (PRUNE_INTERVAL.as_secs() / READINESS_INTERVAL.as_secs()) == 1 {
             match app.prune_idempotency_records().await {
-                Ok(n) if n > 0 => tracing::info!(records = n, "pruned idempotency records"),
-                Ok(_) => {}
+                Ok(()) => tracing::debug!("pruned idempotency records past their retention"),
                 Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed"),
             }
         }

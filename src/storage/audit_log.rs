@@ -1,117 +1,21 @@
-//! The one place that appends audit events, and the reads that verify them.
-//!
-//! Appending assigns the next sequence from the batch's view of the account's chain head,
-//! links the hash to the previous event and buffers the event in the caller's write batch
-//! ([`super::batch`]): the event commits with the change it records, or neither does. Write
-//! transactions never overlap (SQLite's single writer; PostgreSQL's write fence), so the head
-//! a batch read cannot move under it.
+//! Reads of the audit log: pages, positions, and chain verification. Events are appended
+//! only by the write loop (`storage::write::Draft::append`), with the change they record.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
     Store,
-    batch::{Batch, ChainHead, EventRow},
     entities::{audit_chain_head, audit_event},
-    from_us, to_us, to_us_ceil,
+    from_us, to_us_ceil,
 };
 use crate::{
     audit::{
-        AuditEvent, EventActor, EventKind, NewEvent,
-        canonical::CanonicalFields,
-        chain::{self, ChainVerifier, Verification},
+        AuditEvent, EventActor, EventKind,
+        chain::{ChainVerifier, Verification},
     },
     domain::Error,
 };
-
-tokio::task_local! {
-    /// Kinds and accounts of the events a write job appended, so they are counted (and the
-    /// read cache invalidated) once committed, never for a replay or a rolled-back job. Set
-    /// by `service::App::write`.
-    pub static APPENDED: std::cell::RefCell<Vec<(EventKind, String)>>;
-}
-
-/// What an append assigned.
-#[derive(Debug, Clone)]
-pub struct Appended {
-    /// The new event's id.
-    pub event_id: String,
-    /// Its place in the account's chain.
-    pub sequence: i64,
-}
-
-/// The time of the next event of `account_id`'s chain, given the clock reads `now`.
-///
-/// A change that announces its account takes this as its "now" (see
-/// `service::App::write_on`), so what it decides and returns (an assumption's `start_time`,
-/// the expiry it computes) carries the same time as its audit event, even while the clock is
-/// behind the chain.
-pub async fn next_event_time(
-    batch: &Batch<'_>,
-    account_id: &str,
-    now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, Error> {
-    not_before(&batch.chain_head(account_id).await?, now)
-}
-
-/// `now` at storage precision (microseconds, which is what the hash covers), or the time of
-/// the chain's last event if that is later: events never go back in time along a chain, even
-/// if the clock steps back, so time order and sequence order agree, which is what lets
-/// [`page`] find a time range by sequence.
-fn not_before(head: &ChainHead, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
-    from_us(to_us(now).max(head.last_occur_time_us))
-}
-
-/// Appends `event` to its account's chain at time `now`, in the batch: the next sequence and
-/// the hash link come from the batch's view of the chain head (which includes the events
-/// buffered before it), and the event is written with the batch, in append order. The
-/// global position is assigned when it is written.
-pub async fn append(
-    batch: &Batch<'_>,
-    event: NewEvent,
-    now: DateTime<Utc>,
-) -> Result<Appended, Error> {
-    {
-        let account_id = event.account_id.as_str().to_owned();
-        let head = batch.chain_head(&account_id).await?;
-        let sequence = head.last_sequence + 1;
-        let occur_time = not_before(&head, now)?;
-        let occur_time_us = to_us(occur_time);
-        // Time-ordered (UUIDv7): new ids land at the right edge of the `event_id` index
-        // instead of a random leaf, so a batch dirties (and fsyncs) far fewer pages.
-        let event_id = uuid::Uuid::now_v7().to_string();
-        let detail_json = event.detail.to_string();
-        let request_id = event.request_id.unwrap_or_default();
-        let fields = CanonicalFields {
-            event_id: &event_id,
-            account_id: &account_id,
-            sequence,
-            occur_time,
-            kind: event.kind,
-            actor: &event.actor,
-            detail_json: &detail_json,
-            request_id: &request_id,
-        };
-        let hash = chain::link_hash(&head.last_hash, &fields);
-        let (actor_type, actor_value) = event.actor.parts();
-        batch.push_event(EventRow {
-            event_id: event_id.clone(),
-            account_id: account_id.clone(),
-            sequence,
-            occur_time_us,
-            kind: event.kind.as_str().to_owned(),
-            actor_type: actor_type.to_owned(),
-            actor_value: actor_value.to_owned(),
-            detail_json,
-            request_id,
-            prev_hash: head.last_hash,
-            hash,
-        });
-        let _ = APPENDED
-            .try_with(|appended| appended.borrow_mut().push((event.kind, account_id.clone())));
-        Ok(Appended { event_id, sequence })
-    }
-}
 
 /// Decodes a stored row. A row that cannot be decoded (edited by hand) is an error.
 pub fn to_domain(m: audit_event::Model) -> Result<AuditEvent, Error> {

@@ -1,9 +1,6 @@
 //! Grant rows.
 
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use chrono::{DateTime, Utc};
 
@@ -12,11 +9,9 @@ use super::{
     entities::{access_grant, account},
     from_us, from_us_opt, to_us,
 };
-use crate::domain::{
-    Error, account::Account, duration::AccessDuration, grant::GrantRecord, ids::AccountId,
-};
+use crate::domain::{Error, account::Account, duration::AccessDuration, grant::GrantRecord};
 
-fn to_domain(m: access_grant::Model) -> Result<GrantRecord, Error> {
+pub(crate) fn to_domain(m: access_grant::Model) -> Result<GrantRecord, Error> {
     let duration = m
         .duration
         .as_deref()
@@ -34,69 +29,6 @@ fn to_domain(m: access_grant::Model) -> Result<GrantRecord, Error> {
         update_user_id: m.update_user_id,
         version: m.version,
     })
-}
-
-fn to_model(id: &AccountId, g: &GrantRecord) -> access_grant::ActiveModel {
-    access_grant::ActiveModel {
-        account_id: Set(id.as_str().to_owned()),
-        enabled: Set(g.enabled),
-        duration: Set(g.duration.map(|d| d.as_str().to_owned())),
-        enable_time_us: Set(g.enable_time.map(to_us)),
-        expire_time_us: Set(g.expire_time.map(to_us)),
-        update_time_us: Set(to_us(g.update_time)),
-        update_user_id: Set(g.update_user_id.clone()),
-        version: Set(g.version),
-        // Owned by the expiry sweeper; a grant change never touches it.
-        expiry_recorded_us: NotSet,
-    }
-}
-
-/// Reads one account's grant. Every account has one (created with it), so absence is an
-/// internal error.
-pub async fn get(db: &impl ConnectionTrait, id: &AccountId) -> Result<GrantRecord, Error> {
-    let model = access_grant::Entity::find_by_id(id.as_str())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::Internal(format!("account {id} has no grant row")))?;
-    to_domain(model)
-}
-
-/// Reads several grants, keyed by account id.
-pub async fn get_many(
-    db: &impl ConnectionTrait,
-    ids: &[&str],
-) -> Result<Vec<(String, GrantRecord)>, Error> {
-    access_grant::Entity::find()
-        .filter(access_grant::Column::AccountId.is_in(ids.iter().copied()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|m| Ok((m.account_id.clone(), to_domain(m)?)))
-        .collect()
-}
-
-/// Inserts the grant of a new account.
-pub async fn insert(
-    db: &impl ConnectionTrait,
-    id: &AccountId,
-    g: &GrantRecord,
-) -> Result<(), Error> {
-    access_grant::Entity::insert(to_model(id, g))
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
-}
-
-/// Replaces a grant.
-pub async fn update(
-    db: &impl ConnectionTrait,
-    id: &AccountId,
-    g: &GrantRecord,
-) -> Result<(), Error> {
-    access_grant::Entity::update(to_model(id, g))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// One row of the account ⋈ grant read (columns in [`JOINED_SELECT`] order).
@@ -173,23 +105,6 @@ pub async fn read_cached(
         rows.extend(loaded);
     }
     Ok(rows)
-}
-
-/// Reads one account with its grant for a change: on PostgreSQL the account row stays locked
-/// until the transaction ends, serializing every change to the account across replicas.
-pub async fn read_for_update(
-    db: &impl ConnectionTrait,
-    id: &str,
-) -> Result<Option<(Account, GrantRecord)>, Error> {
-    Ok(read_joined(db, &[id], true).await?.into_iter().next())
-}
-
-/// [`read_for_update`] for several accounts in one statement (a write batch's prefetch).
-pub async fn read_many_for_update(
-    db: &impl ConnectionTrait,
-    ids: &[&str],
-) -> Result<Vec<(Account, GrantRecord)>, Error> {
-    read_joined(db, ids, true).await
 }
 
 async fn read_joined(
@@ -276,34 +191,4 @@ pub async fn unrecorded_lapses(
         .into_iter()
         .filter_map(|(id, end)| end.map(|end| (id, end)))
         .collect())
-}
-
-/// Claims the audit of one lapse: marks the period ending at `expire_time_us` as recorded,
-/// if it is still the account's enabled, lapsed, unrecorded period. True when this call made
-/// the change (and must write the event); false when the grant changed meanwhile or another
-/// replica already claimed it. A conditional update, so it is exactly-once on any backend.
-pub async fn claim_lapse(
-    db: &impl ConnectionTrait,
-    account_id: &str,
-    expire_time_us: i64,
-    now: DateTime<Utc>,
-) -> Result<bool, Error> {
-    use sea_orm::{Condition, sea_query::Expr};
-    let result = access_grant::Entity::update_many()
-        .col_expr(
-            access_grant::Column::ExpiryRecordedUs,
-            Expr::value(expire_time_us),
-        )
-        .filter(access_grant::Column::AccountId.eq(account_id))
-        .filter(access_grant::Column::Enabled.eq(true))
-        .filter(access_grant::Column::ExpireTimeUs.eq(expire_time_us))
-        .filter(access_grant::Column::ExpireTimeUs.lte(to_us(now)))
-        .filter(
-            Condition::any()
-                .add(access_grant::Column::ExpiryRecordedUs.is_null())
-                .add(access_grant::Column::ExpiryRecordedUs.ne(expire_time_us)),
-        )
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
 }

@@ -1,22 +1,19 @@
 //! Persistence: sea-orm entities, migrations and repositories over SQLite (embedded default) or
 //! PostgreSQL.
 //!
-//! **Write discipline.** Every change runs in one transaction — a group-commit batch
-//! ([`writer`], [`batch`]) — which writes the grant/account rows *and* their audit event
-//! together or not at all. It is obtained from [`Store::begin_write`], except for SQLite
-//! decision batches, which the writer runs on its own connection ([`sqlite_writer`]) under the
-//! same mutex and the same `BEGIN IMMEDIATE`. On SQLite, writes pass through one in-process
-//! mutex and start with `BEGIN IMMEDIATE`: a deferred transaction that reads first and then writes would try to
-//! upgrade its read lock, and SQLite answers such an upgrade with `SQLITE_BUSY` at once (no
-//! busy wait) whenever another writer got there first. Taking the write lock up front, one
-//! writer at a time, makes that impossible, and readers are never blocked (WAL mode). On
-//! PostgreSQL, several replicas write to one database: every write transaction first locks the
-//! single row of `write_fence` (`SELECT … FOR UPDATE`), which serializes write transactions
-//! across all replicas through the database itself. That is what keeps audit positions in
-//! commit order (see the migration `m20261126_000006_create_write_fence`), rules out
-//! deadlocks between batches touching several accounts, and makes every read-then-write
-//! inside a batch (grant state before an ALLOW, a `request_id` lookup) see everything
-//! committed before it (PostgreSQL's READ COMMITTED takes a fresh snapshot per statement).
+//! **Write discipline.** Every change is a command run by the one group-commit loop
+//! ([`write`]): one transaction per batch writes the account/grant rows *and* their audit
+//! events together or not at all, through one backend per database. On SQLite the loop's
+//! thread owns the only write connection (rusqlite) and starts each batch with `BEGIN
+//! IMMEDIATE`: a deferred transaction that reads first and then writes would have to upgrade
+//! its lock, which SQLite refuses at once (`SQLITE_BUSY`) if another process (a backup, an
+//! offline tool) wrote meanwhile; readers are never blocked (WAL mode). On PostgreSQL several
+//! replicas write to one database: every write transaction first locks the single row of
+//! `write_fence` (`SELECT … FOR UPDATE`), which serializes write transactions across all
+//! replicas through the database itself. That is what keeps audit positions in commit order
+//! (see the migration `m20261126_000006_create_write_fence`), rules out deadlocks between
+//! batches touching several accounts, and makes every read-then-write inside a batch (grant
+//! state before an ALLOW, a `request_id` lookup) see everything committed before it.
 //! Group commit makes it one lock per batch, not per request.
 //!
 //! **Durability.** SQLite runs with `journal_mode=WAL` and `synchronous=FULL`: a commit has
@@ -30,16 +27,14 @@
 pub mod accounts;
 pub mod assumptions;
 pub mod audit_log;
-pub mod batch;
 pub mod entities;
+pub mod error;
 pub mod grant_cache;
 pub mod grants;
-pub mod idempotency;
 pub mod migrations;
 pub mod sqlite_file;
-pub mod sqlite_writer;
 pub mod thread_priority;
-pub mod writer;
+pub mod write;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
@@ -50,7 +45,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use sea_orm_migration::MigratorTrait;
-use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use tokio::sync::watch;
 
 use crate::domain::Error;
 
@@ -63,10 +58,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a SQLite statement waits for a lock held by another process (e.g. a backup)
 /// before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Page cache of the SQLite writer connection, in KiB (negative `cache_size`): the hot index
-/// pages of every table a batch appends to stay in memory (SQLite's default is 2 MiB).
-const WRITER_CACHE_SIZE: i64 = -32_768;
-
 /// SQLite settings of every connection: WAL (readers beside the writer), `synchronous=FULL`
 /// (a commit is on disk before anyone is answered), foreign keys.
 fn sqlite_options(
@@ -110,63 +101,20 @@ const MIGRATION_LOCK_KEY: i64 = 0x6163_6365_7373_6772;
 /// transaction (see the module doc).
 const LOCK_WRITE_FENCE: &str = "SELECT id FROM write_fence WHERE id = 1 FOR UPDATE";
 
-/// A database failure becomes a retryable storage error. The cause is logged here, once, and
-/// never reaches the client.
-impl From<DbErr> for Error {
-    fn from(e: DbErr) -> Self {
-        if is_undecodable(&e) {
-            // The database answered; what it holds is wrong (edited by hand, corrupted, or a
-            // bug). Retrying will not help, so this is not `STORAGE_UNAVAILABLE`.
-            tracing::error!(error = %e, "a stored value cannot be decoded");
-            return Error::Internal(format!("undecodable stored value: {e}"));
-        }
-        if let Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
-            // Every key written (sequence, ids, idempotency key) is derived from rows read in
-            // the same serialized transaction, so a collision means the stored state is
-            // damaged (a deleted chain head, say): the same answer on every retry.
-            tracing::error!(error = %e, "a write collided with a stored key: damaged stored state");
-            metrics::counter!(crate::metrics::DB_ERRORS).increment(1);
-            return Error::Internal(format!("unique key collision: {e}"));
-        }
-        tracing::error!(error = %e, "database operation failed");
-        metrics::counter!(crate::metrics::DB_ERRORS).increment(1);
-        Error::Storage(e.to_string())
-    }
-}
-
-/// Whether `e` reports a stored value that cannot be decoded into its type (say, text that is
-/// not UTF-8), as opposed to a database that failed to answer.
-pub(crate) fn is_undecodable(e: &DbErr) -> bool {
-    match e {
-        DbErr::TryIntoErr { .. } | DbErr::Type(_) | DbErr::Json(_) => true,
-        DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
-        | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) => matches!(
-            **e,
-            sea_orm::sqlx::Error::ColumnDecode { .. } | sea_orm::sqlx::Error::Decode(_)
-        ),
-        _ => false,
-    }
-}
+pub(crate) use error::is_undecodable;
 
 /// The database, with the write path that keeps changes atomic and serialized.
 #[derive(Clone, Debug)]
 pub struct Store {
-    /// The connection pool (readers; on PostgreSQL writers too).
+    /// The connection pool (readers; on PostgreSQL the write loop's transactions too).
     db: DatabaseConnection,
-    /// Where write transactions run: on SQLite a pool of **one** dedicated connection, so the
-    /// writer's page cache stays warm from batch to batch (a connection that sees another
-    /// connection's commit must drop its cache and re-read pages); on PostgreSQL the pool.
-    writer: DatabaseConnection,
-    /// Serializes write transactions on SQLite; unused on PostgreSQL (the `write_fence` row
-    /// lock does that job across replicas).
-    write_lock: Arc<Mutex<()>>,
     /// Bumped after every commit, so audit watchers wake up instead of polling hot.
     commits: Arc<watch::Sender<u64>>,
     /// The SQLite file's identity, to notice it being deleted or replaced underneath us.
     file: Option<Arc<sqlite_file::SqliteFile>>,
     /// Accounts with their grants, for reads (SQLite only: see [`grant_cache`]).
     grant_cache: Option<Arc<grant_cache::GrantCache>>,
-    /// The SQLite file, for the writer thread's decision connection (see [`sqlite_writer`]).
+    /// The SQLite file, for the write loop's own connection (see [`write::sqlite`]).
     sqlite_path: Option<std::path::PathBuf>,
 }
 
@@ -174,12 +122,6 @@ pub struct Store {
 pub struct WriteTxn {
     /// The open transaction.
     txn: DatabaseTransaction,
-    /// Held until commit or rollback (SQLite only).
-    _guard: Option<OwnedMutexGuard<()>>,
-    /// Notified after a successful commit.
-    commits: Arc<watch::Sender<u64>>,
-    /// The SQLite file, re-checked after the commit (see [`Store::confirm_file`]).
-    file: Option<Arc<sqlite_file::SqliteFile>>,
 }
 
 impl WriteTxn {
@@ -189,14 +131,9 @@ impl WriteTxn {
         self.txn.rollback().await.map_err(Error::from)
     }
 
-    /// Commits durably, then wakes audit watchers. Fails if the SQLite file is no longer the
-    /// one the server opened: the commit then went to a file nobody will read again, and no
-    /// caller may be told it is durable.
+    /// Commits durably.
     pub async fn commit(self) -> Result<(), Error> {
-        self.txn.commit().await.map_err(Error::from)?;
-        confirm(self.file.as_deref())?;
-        self.commits.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(())
+        self.txn.commit().await.map_err(Error::from)
     }
 }
 
@@ -249,23 +186,10 @@ impl Store {
             });
         let db = Database::connect(options.clone()).await?;
         let sqlite = db.get_database_backend() == DbBackend::Sqlite;
-        let writer = if sqlite {
-            options
-                .max_connections(1)
-                .min_connections(1)
-                .map_sqlx_sqlite_opts(|o| {
-                    sqlite_options(o).pragma("cache_size", WRITER_CACHE_SIZE.to_string())
-                });
-            Database::connect(options).await?
-        } else {
-            db.clone()
-        };
         let grant_cache = sqlite.then(|| Arc::new(grant_cache::GrantCache::default()));
         Ok(Self {
             db,
-            writer,
             sqlite_path: sqlite_file::path_of(url).filter(|_| sqlite),
-            write_lock: Arc::new(Mutex::new(())),
             commits: Arc::new(watch::channel(0).0),
             file: sqlite_file::SqliteFile::open(url).map(Arc::new),
             grant_cache,
@@ -337,35 +261,18 @@ impl Store {
         }
     }
 
-    /// Starts a write transaction (see the module doc for why it is immediate and serialized
-    /// on SQLite).
+    /// Starts a PostgreSQL write transaction holding the write fence (see the module doc).
+    /// Only the write loop's PostgreSQL backend calls it; SQLite writes go through the loop's
+    /// own connection.
     pub async fn begin_write(&self) -> Result<WriteTxn, Error> {
-        self.confirm_file()?;
-        if self.backend() == DbBackend::Sqlite {
-            let guard = self.write_lock.clone().lock_owned().await;
-            let txn = self
-                .writer
-                .begin_with_options(TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..TransactionOptions::default()
-                })
-                .await?;
-            Ok(WriteTxn {
-                txn,
-                _guard: Some(guard),
-                commits: self.commits.clone(),
-                file: self.file.clone(),
-            })
-        } else {
-            let txn = self.db.begin().await?;
-            txn.execute_unprepared(LOCK_WRITE_FENCE).await?;
-            Ok(WriteTxn {
-                txn,
-                _guard: None,
-                commits: self.commits.clone(),
-                file: None,
-            })
+        if self.backend() != DbBackend::Postgres {
+            return Err(Error::Internal(
+                "SQLite writes go through the write loop's own connection".into(),
+            ));
         }
+        let txn = self.db.begin().await?;
+        txn.execute_unprepared(LOCK_WRITE_FENCE).await?;
+        Ok(WriteTxn { txn })
     }
 
     /// The SQLite database file, if this store is one (not in-memory, not PostgreSQL).
@@ -373,14 +280,7 @@ impl Store {
         self.sqlite_path.as_deref()
     }
 
-    /// Takes the SQLite write lock, blocking the calling (non-async) thread, for a batch
-    /// written outside [`Store::begin_write`] (the decision connection), so it never overlaps
-    /// another write transaction of this process.
-    pub(crate) fn lock_writes_blocking(&self) -> OwnedMutexGuard<()> {
-        self.write_lock.clone().blocking_lock_owned()
-    }
-
-    /// Wakes audit watchers after a commit made outside [`WriteTxn::commit`].
+    /// Wakes audit watchers after a commit (the write loop calls it).
     pub(crate) fn notify_commit(&self) {
         self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -462,9 +362,6 @@ impl Store {
 
     /// Closes the pool (after draining requests), so SQLite checkpoints its WAL.
     pub async fn close(self) -> Result<(), DbErr> {
-        if self.backend() == DbBackend::Sqlite {
-            self.writer.close().await?;
-        }
         self.db.close().await
     }
 }

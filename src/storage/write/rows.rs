@@ -1,0 +1,184 @@
+//! The rows a write batch reads and writes, as plain data: what a backend loads into a
+//! [`super::View`] and what it writes from [`Changes`]. No driver types, so one backend
+//! trait serves SQLite and PostgreSQL alike.
+
+use crate::domain::{account::Account, assumption::Assumption, grant::GrantRecord};
+
+/// An account's grant as stored: the record the rules see, plus the expiry sweep's marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    /// The grant as the rules see it.
+    pub record: GrantRecord,
+    /// The end (µs) of the last period whose lapse was audited (`GRANT_EXPIRED`), so each
+    /// lapse is recorded once however many replicas sweep.
+    pub expiry_recorded_us: Option<i64>,
+}
+
+/// An account's chain head: where its next audit event links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Sequence of the account's last event (0: none yet).
+    pub last_sequence: i64,
+    /// Hash of the account's last event (the genesis hash: none yet).
+    pub last_hash: Vec<u8>,
+    /// Time of the account's last event, in microseconds (0: none yet). The next event's
+    /// time is never below it, so time ranges map to sequence ranges.
+    pub last_occur_time_us: i64,
+}
+
+impl ChainHead {
+    /// The head of an account without events.
+    pub fn genesis() -> Self {
+        Self {
+            last_sequence: 0,
+            last_hash: crate::audit::chain::GENESIS_HASH.to_vec(),
+            last_occur_time_us: 0,
+        }
+    }
+}
+
+/// A response stored for a `request_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// SHA-256 of the request (and caller) it answered.
+    pub fingerprint: String,
+    /// The response, as JSON.
+    pub response_json: String,
+}
+
+/// A stored assumption with the ticket it was taken for (the domain type has no ticket: it
+/// is written once and only ever read by the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumptionRow {
+    /// The assumption.
+    pub assumption: Assumption,
+    /// The support ticket.
+    pub ticket_id: String,
+}
+
+/// A new audit event row, chained and hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Server-assigned id (UUIDv7).
+    pub event_id: String,
+    /// The account whose chain it extends.
+    pub account_id: String,
+    /// Its place in that chain.
+    pub sequence: i64,
+    /// When it happened (µs), never before the chain's previous event.
+    pub occur_time_us: i64,
+    /// Its kind, as stored.
+    pub kind: String,
+    /// Actor type, as stored.
+    pub actor_type: String,
+    /// Actor value, as stored.
+    pub actor_value: String,
+    /// Kind-specific details (a JSON object).
+    pub detail_json: String,
+    /// The causing request's id ("" when none).
+    pub request_id: String,
+    /// The previous event's hash.
+    pub prev_hash: Vec<u8>,
+    /// SHA-256 of `prev_hash` and the canonical encoding.
+    pub hash: Vec<u8>,
+}
+
+/// A response to remember for a `request_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseRow {
+    /// The RPC.
+    pub scope: String,
+    /// The client's key.
+    pub request_id: String,
+    /// What it answered, and for which request.
+    pub response: StoredResponse,
+    /// When (µs), for pruning.
+    pub create_time_us: i64,
+}
+
+/// Everything a batch (or one command) writes. Each vector holds the final row per key, in
+/// the order first written; events stay in append order (their global positions follow it).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Accounts inserted or replaced.
+    pub accounts: Vec<Account>,
+    /// Grants inserted or replaced, by account id.
+    pub grants: Vec<(String, GrantRow)>,
+    /// Assumptions inserted.
+    pub new_assumptions: Vec<AssumptionRow>,
+    /// Existing assumptions whose expiry or end changed.
+    pub changed_assumptions: Vec<Assumption>,
+    /// Audit events appended.
+    pub events: Vec<EventRow>,
+    /// Chain heads the events moved, as they stand after the last of them.
+    pub heads: Vec<(String, ChainHead)>,
+    /// Responses remembered.
+    pub responses: Vec<ResponseRow>,
+    /// Delete stored responses created before this time (µs).
+    pub prune_responses_before: Option<i64>,
+}
+
+impl Changes {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+            && self.grants.is_empty()
+            && self.new_assumptions.is_empty()
+            && self.changed_assumptions.is_empty()
+            && self.events.is_empty()
+            && self.heads.is_empty()
+            && self.responses.is_empty()
+            && self.prune_responses_before.is_none()
+    }
+
+    /// Adds a later command's changes: a key written again keeps its first place and takes
+    /// the later row.
+    pub fn extend(&mut self, later: Changes) {
+        for a in later.accounts {
+            replace_or_push(&mut self.accounts, a, |x, y| x.account_id == y.account_id);
+        }
+        for g in later.grants {
+            replace_or_push(&mut self.grants, g, |x, y| x.0 == y.0);
+        }
+        self.new_assumptions.extend(later.new_assumptions);
+        for a in later.changed_assumptions {
+            // An assumption created in this batch is inserted with its final fields.
+            if let Some(new) = self
+                .new_assumptions
+                .iter_mut()
+                .find(|n| n.assumption.assumption_id == a.assumption_id)
+            {
+                new.assumption = a;
+            } else {
+                replace_or_push(&mut self.changed_assumptions, a, |x, y| {
+                    x.assumption_id == y.assumption_id
+                });
+            }
+        }
+        self.events.extend(later.events);
+        for h in later.heads {
+            replace_or_push(&mut self.heads, h, |x, y| x.0 == y.0);
+        }
+        self.responses.extend(later.responses);
+        self.prune_responses_before =
+            match (self.prune_responses_before, later.prune_responses_before) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+    }
+
+    /// The accounts whose account or grant row this writes: what the read cache must forget.
+    pub fn changed_accounts(&self) -> impl Iterator<Item = &str> {
+        self.accounts
+            .iter()
+            .map(|a| a.account_id.as_str())
+            .chain(self.grants.iter().map(|(id, _)| id.as_str()))
+    }
+}
+
+fn replace_or_push<T>(rows: &mut Vec<T>, row: T, same: impl Fn(&T, &T) -> bool) {
+    match rows.iter_mut().find(|r| same(r, &row)) {
+        Some(slot) => *slot = row,
+        None => rows.push(row),
+    }
+}

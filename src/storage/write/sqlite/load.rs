@@ -1,0 +1,150 @@
+//! Point reads of what a batch announced, with prepared statements.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{
+    domain::{Error, assumption::Basis},
+    storage::{
+        entities::{access_grant, account, assumption},
+        to_us,
+        write::{
+            columns,
+            rows::{ChainHead, StoredResponse},
+            view::{Keys, Loaded},
+        },
+    },
+};
+
+const ASSUMPTION_COLUMNS: &str = "assumption_id, account_id, staff_id, ticket_id, basis, \
+     start_time_us, expire_time_us, end_time_us, end_reason";
+
+fn assumption_model(r: &Row<'_>) -> rusqlite::Result<assumption::Model> {
+    Ok(assumption::Model {
+        assumption_id: r.get(0)?,
+        account_id: r.get(1)?,
+        staff_id: r.get(2)?,
+        ticket_id: r.get(3)?,
+        basis: r.get(4)?,
+        start_time_us: r.get(5)?,
+        expire_time_us: r.get(6)?,
+        end_time_us: r.get(7)?,
+        end_reason: r.get(8)?,
+    })
+}
+
+fn account_models(r: &Row<'_>) -> rusqlite::Result<(account::Model, access_grant::Model)> {
+    let account_id: String = r.get(0)?;
+    Ok((
+        account::Model {
+            account_id: account_id.clone(),
+            plan: r.get(1)?,
+            create_time_us: r.get(2)?,
+            update_time_us: r.get(3)?,
+            delete_time_us: r.get(4)?,
+        },
+        access_grant::Model {
+            account_id,
+            enabled: r.get(5)?,
+            duration: r.get(6)?,
+            enable_time_us: r.get(7)?,
+            expire_time_us: r.get(8)?,
+            update_time_us: r.get(9)?,
+            update_user_id: r.get(10)?,
+            version: r.get(11)?,
+            expiry_recorded_us: r.get(12)?,
+        },
+    ))
+}
+
+/// Reads `keys` inside the open transaction.
+pub(super) fn load(conn: &Connection, keys: &Keys, now: DateTime<Utc>) -> Result<Loaded, Error> {
+    let mut loaded = Loaded::default();
+    let mut accounts: Vec<&str> = keys.accounts.iter().map(String::as_str).collect();
+    if !keys.assumptions.is_empty() {
+        let mut by_id = conn.prepare_cached(&format!(
+            "SELECT {ASSUMPTION_COLUMNS} FROM assumptions WHERE assumption_id = ?1"
+        ))?;
+        for id in &keys.assumptions {
+            if let Some(m) = by_id.query_row(params![id], assumption_model).optional()? {
+                loaded.assumptions.push(columns::assumption(m)?);
+            }
+        }
+        for a in &loaded.assumptions {
+            if !accounts.contains(&a.account_id.as_str()) {
+                accounts.push(a.account_id.as_str());
+            }
+        }
+    }
+    if !accounts.is_empty() {
+        let mut joined = conn.prepare_cached(
+            "SELECT a.account_id, a.plan, a.create_time_us, a.update_time_us, a.delete_time_us, \
+             g.enabled, g.duration, g.enable_time_us, g.expire_time_us, g.update_time_us, \
+             g.update_user_id, g.version, g.expiry_recorded_us \
+             FROM accounts a JOIN access_grants g ON g.account_id = a.account_id \
+             WHERE a.account_id = ?1",
+        )?;
+        let mut head = conn.prepare_cached(
+            "SELECT last_sequence, last_hash, last_occur_time_us FROM audit_chain_heads \
+             WHERE account_id = ?1",
+        )?;
+        for id in &accounts {
+            if let Some((a, g)) = joined.query_row(params![id], account_models).optional()? {
+                loaded.accounts.push(columns::account_with_grant(a, g)?);
+            }
+            let stored = head
+                .query_row(params![id], |r| {
+                    Ok(ChainHead {
+                        last_sequence: r.get(0)?,
+                        last_hash: r.get(1)?,
+                        last_occur_time_us: r.get(2)?,
+                    })
+                })
+                .optional()?;
+            if let Some(h) = stored {
+                loaded.heads.push(((*id).to_owned(), h));
+            }
+        }
+    }
+    if !keys.open_assumptions.is_empty() {
+        // Unended and in force now, or grant-based and ending with the grant's period (a
+        // lapse being recorded names them).
+        let mut open = conn.prepare_cached(&format!(
+            "SELECT {ASSUMPTION_COLUMNS} FROM assumptions \
+             WHERE account_id = ?1 AND end_reason IS NULL AND (expire_time_us > ?2 \
+             OR (basis = ?3 AND expire_time_us = \
+                 (SELECT g.expire_time_us FROM access_grants g WHERE g.account_id = ?1)))"
+        ))?;
+        for id in &keys.open_assumptions {
+            let rows = open.query_map(
+                params![id, to_us(now), Basis::CustomerGrant.as_str()],
+                assumption_model,
+            )?;
+            for m in rows {
+                loaded.open_assumptions.push(columns::assumption(m?)?);
+            }
+        }
+    }
+    if !keys.responses.is_empty() {
+        let mut response = conn.prepare_cached(
+            "SELECT fingerprint, response_json FROM idempotency_records \
+             WHERE scope = ?1 AND request_id = ?2",
+        )?;
+        for (scope, request_id) in &keys.responses {
+            let stored = response
+                .query_row(params![scope, request_id], |r| {
+                    Ok(StoredResponse {
+                        fingerprint: r.get(0)?,
+                        response_json: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            if let Some(s) = stored {
+                loaded
+                    .responses
+                    .push(((scope.clone(), request_id.clone()), s));
+            }
+        }
+    }
+    Ok(loaded)
+}

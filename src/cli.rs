@@ -6,11 +6,11 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     clock::SystemClock,
-    config::{Config, LogFormat, Overrides},
+    config::{Config, Overrides},
     domain::ids::AccountId,
     server, shutdown,
     storage::{Store, accounts, audit_log},
-    telemetry,
+    telemetry::{self, LogFormat},
 };
 
 /// Customer-controlled support access, with a tamper-evident audit log.

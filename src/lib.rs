@@ -10,7 +10,10 @@
 //! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`,
 //!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
 //!   benchmark tools of `scripts/bench` and `scripts/growth`.
-//! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
+//! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once;
+//!   builds each layer's own settings (`service::Settings`, `storage::DatabaseSettings`,
+//!   `auth::Principal`, `connections::TlsSettings`, `telemetry::LogFormat`) and hands them to
+//!   [`server`]. Nothing below the server imports it; each default is written once.
 //! - [`connections`] — accepts the gRPC port's connections: caps how many are open (at the
 //!   cap the oldest never-authenticated connection makes room), closes those that do not
 //!   finish the TLS handshake and HTTP/2 preface in time (and, at shutdown, those still

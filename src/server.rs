@@ -13,7 +13,6 @@ use crate::{
     auth::{Authenticator, layer::AdmissionLayer},
     clock::SharedClock,
     config::Config,
-    domain::assumption::Lifetimes,
     grpc::{
         access_grant::AccessGrantApi, account::AccountApi, audit::AuditApi,
         support_access::SupportAccessApi,
@@ -26,7 +25,7 @@ use crate::{
             support_access_service_server::SupportAccessServiceServer,
         },
     },
-    service::{App, Settings},
+    service::App,
     storage::Store,
 };
 
@@ -109,19 +108,7 @@ pub async fn run(
     if let Some(lock) = &serve_lock {
         store.watch_serve_lock(lock);
     }
-    let app = App::new(
-        store.clone(),
-        clock,
-        Settings {
-            idempotency_retention: config.idempotency_retention,
-            lifetimes: Lifetimes {
-                max: chrono::Duration::from_std(config.assumptions.max_lifetime)
-                    .unwrap_or(chrono::Duration::hours(8)),
-                emergency: chrono::Duration::from_std(config.assumptions.emergency_lifetime)
-                    .unwrap_or(chrono::Duration::hours(1)),
-            },
-        },
-    );
+    let app = App::new(store.clone(), clock, config.service.clone());
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
@@ -175,11 +162,7 @@ pub async fn run(
              principal; only loopback listen addresses are allowed"
         );
     }
-    let connection_limits = crate::connections::ConnectionLimits {
-        max_connections: limits.max_connections,
-        handshake_timeout: limits.handshake_timeout,
-        tcp_keepalive: limits.tcp_keepalive,
-    };
+    let connection_limits = limits.connections();
     crate::connections::raise_open_files_limit(limits.max_connections);
     let max_bytes = limits.max_request_bytes;
     let router = Server::builder()

@@ -28,7 +28,17 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use crate::config::LogFormat;
+/// Log line format. Named by `--log-format` and `log_format` in the file, hence the
+/// clap and serde derives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
 
 /// Default filter: our INFO, and quiet PostgreSQL notices such as "relation already exists,
 /// skipping" that migrations print on every start.

@@ -53,7 +53,7 @@ async fn each_lapse_is_recorded_once_across_three_sweeping_replicas() {
     // Assumptions may outlive a day here, so one rests on the grant until the grant lapses.
     let s = spawn_server_with(|c| {
         c.expiry_sweep_interval = FAST;
-        c.assumptions.max_lifetime = StdDuration::from_secs(48 * 3600);
+        c.service.lifetimes.max = Duration::hours(48);
     })
     .await;
     let r1 = spawn_replica(&s, |c| c.expiry_sweep_interval = FAST).await;

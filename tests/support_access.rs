@@ -139,8 +139,8 @@ async fn emergency_overrides_the_setting_with_a_short_lifetime() {
 #[tokio::test]
 async fn lifetimes_follow_the_configuration() {
     let s = spawn_server_with(|c| {
-        c.assumptions.max_lifetime = StdDuration::from_secs(2 * 3600);
-        c.assumptions.emergency_lifetime = StdDuration::from_secs(600);
+        c.service.lifetimes.max = Duration::hours(2);
+        c.service.lifetimes.emergency = Duration::minutes(10);
     })
     .await;
     s.create_account("acme", pb::AccountPlan::Trial).await;
@@ -393,8 +393,7 @@ async fn delete_and_conversion_revoke() {
 /// Shortening the grant shortens the assumptions resting on it; a longer grant leaves them alone.
 #[tokio::test]
 async fn shortened_grant_caps_assumptions() {
-    let s =
-        spawn_server_with(|c| c.assumptions.max_lifetime = StdDuration::from_secs(72 * 3600)).await;
+    let s = spawn_server_with(|c| c.service.lifetimes.max = Duration::hours(72)).await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
     s.enable("acme", D::OneYear).await.unwrap();
     let id = s.authorize("acme").await.assumption.unwrap().assumption_id;

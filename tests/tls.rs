@@ -10,7 +10,8 @@ use accessgrant::{
     audit::{AuditEvent, EventActor, EventKind},
     auth::{Principal, token},
     clock::ManualClock,
-    config::{Config, Overrides, TlsSettings},
+    config::{Config, Overrides},
+    connections::TlsSettings,
     domain::permission::Permission,
     proto::v1::{
         self as pb, access_grant_service_client::AccessGrantServiceClient,

@@ -33,7 +33,7 @@ mod tls;
 
 pub use io::{Admitted, ConnectionInfo, Preface};
 pub use open_files::raise_open_files_limit;
-pub use tls::{TlsFileError, tls_server_config};
+pub use tls::{TlsFileError, TlsSettings, tls_server_config};
 
 use std::{
     future::Future,

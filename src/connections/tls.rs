@@ -13,7 +13,17 @@ use tokio_rustls::rustls::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::TlsSettings;
+/// Where the server's TLS identity and, for mTLS, the client CA are (`[tls]`). Paths only:
+/// the files are read by [`tls_server_config`] when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA that signs client certificates (PEM); when set, client certificates are required.
+    pub client_ca: Option<PathBuf>,
+}
 
 /// Why the `[tls]` files cannot be used.
 #[derive(Debug, thiserror::Error)]

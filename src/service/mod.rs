@@ -32,6 +32,21 @@ pub struct Settings {
     pub lifetimes: crate::domain::assumption::Lifetimes,
 }
 
+/// The defaults of `[assumptions]` and `[idempotency]` (docs/configuration.md): a support
+/// session lasts a working day at most, an emergency one an hour; a `request_id` replays
+/// for two days.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            idempotency_retention: Duration::from_secs(48 * 3600),
+            lifetimes: crate::domain::assumption::Lifetimes {
+                max: chrono::Duration::hours(8),
+                emergency: chrono::Duration::hours(1),
+            },
+        }
+    }
+}
+
 /// The application: storage, clock and settings shared by every request.
 #[derive(Clone)]
 pub struct App {

@@ -4,6 +4,8 @@
 //! (`postgres`). `scripts/test` runs the whole suite once per backend.
 #![allow(dead_code)]
 
+pub mod audit;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},

@@ -36,18 +36,20 @@
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
 //!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
 //! - [`audit`] — audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
-//! - [`service`] — use cases — one method per request; each change is a job for the
-//!   group-commit writer, with its `request_id` replay and its audit event; the audit log's
-//!   reads (pages bounded in count and bytes, watch streams that refuse positions from
-//!   another history); and the expiry sweep that audits lapsed grants exactly once across
-//!   replicas (damaged accounts fail alone: a failed batch is retried lapse by lapse).
-//! - [`storage`] — sea-orm entities, migrations and repositories; the group-commit writer
-//!   (one transaction and one fsync per batch; a failed job is rolled back without sinking the
-//!   others; on a SQLite file a thread of its own, ahead of request handling: raised when
-//!   permitted, else the request workers step down), the write batch (announced rows read up front, new rows buffered and written together), the
-//!   SQLite decision connection (plain SQLite, prepared statements, no async hops), the write
-//!   fence that serializes writers across PostgreSQL replicas, the one audit appender, the
-//!   SQLite read cache of accounts and grants, the SQLite file watch (checked before and
+//! - [`service`] — use cases, one method per request: check the permission, build a
+//!   **command** (`service::commands`: every mutating use case as a value with a pure
+//!   `apply`, unit-tested without a database) and submit it to the write loop; the audit
+//!   log's reads (pages bounded in count and bytes, watch streams that refuse positions from
+//!   another history); the expiry sweep (one `RecordLapse` command per due lapse, recorded
+//!   exactly once across replicas; damaged accounts fail alone).
+//! - [`storage`] — sea-orm entities, migrations and reads; `storage::write`, the **one
+//!   group-commit loop** every write goes through (load what a batch announced, apply each
+//!   command against the batch's view, write every changed row, commit once, answer after
+//!   the durable commit) with one `Backend` per database: SQLite (rusqlite on the writer's
+//!   own thread, raised above request handling when permitted) and PostgreSQL (sea-orm, the
+//!   write fence that serializes writers across replicas); `storage::error`, the one
+//!   classifier of database errors; the SQLite read cache of accounts and grants
+//!   (invalidated from the rows a commit wrote), the SQLite file watch (checked before and
 //!   after every commit: fail closed if the file, its WAL or the serve lock file vanishes)
 //!   and the serve lock (one server per SQLite file).
 //! - [`grpc`] — thin handlers per service, request/response conversions with validation, the

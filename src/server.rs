@@ -65,6 +65,12 @@ pub enum ServeError {
     /// A `[tls]` file is missing or unusable.
     #[error("{0}")]
     Tls(#[from] crate::connections::TlsFileError),
+    /// An in-memory SQLite database would lose the audit log when the process exits.
+    #[error(
+        "database: an in-memory SQLite database cannot keep a durable audit log; \
+         use a file (sqlite://PATH?mode=rwc)"
+    )]
+    InMemoryDatabase,
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -99,6 +105,11 @@ pub async fn run(
         .as_ref()
         .map(crate::connections::tls_server_config)
         .transpose()?;
+    if config.database_url.starts_with("sqlite:")
+        && crate::storage::sqlite_file::path_of(&config.database_url).is_none()
+    {
+        return Err(ServeError::InMemoryDatabase);
+    }
     // One server per SQLite file; held until this function returns.
     let serve_lock = crate::storage::sqlite_file::path_of(&config.database_url)
         .map(|path| crate::storage::sqlite_file::ServeLock::acquire(&path))

@@ -637,3 +637,21 @@ async fn a_percent_encoded_sqlite_url_names_one_file_for_every_connection() {
     );
     assert_eq!(s.count("SELECT COUNT(*) FROM assumptions").await, 1);
 }
+
+/// `serve` refuses an in-memory SQLite database (the audit log would vanish with the
+/// process) before it listens, with exit code 1.
+#[tokio::test]
+async fn an_in_memory_database_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "sqlite::memory:",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in-memory"));
+}

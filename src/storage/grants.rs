@@ -86,7 +86,7 @@ pub async fn read_with_accounts(
     db: &impl ConnectionTrait,
     ids: &[&str],
 ) -> Result<Vec<(Account, GrantRecord)>, Error> {
-    read_joined(db, ids, false).await
+    read_joined(db, ids).await
 }
 
 /// [`read_with_accounts`] through the read cache when the store has one (SQLite; see
@@ -110,7 +110,6 @@ pub async fn read_cached(
 async fn read_joined(
     db: &impl ConnectionTrait,
     ids: &[&str],
-    for_update: bool,
 ) -> Result<Vec<(Account, GrantRecord)>, Error> {
     use sea_orm::{DbBackend, FromQueryResult, Statement, Value};
     if ids.is_empty() {
@@ -124,14 +123,8 @@ async fn read_joined(
         })
         .collect();
     let sql = format!(
-        "{JOINED_SELECT} WHERE a.account_id IN ({}){}",
-        placeholders.join(", "),
-        // SQLite has no row locks (its writers are serialized anyway).
-        if for_update && backend == DbBackend::Postgres {
-            " FOR UPDATE OF a"
-        } else {
-            ""
-        }
+        "{JOINED_SELECT} WHERE a.account_id IN ({})",
+        placeholders.join(", ")
     );
     let values: Vec<Value> = ids.iter().map(|id| Value::from(*id)).collect();
     let rows =

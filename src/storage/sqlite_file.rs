@@ -39,8 +39,8 @@ pub struct SqliteFile {
 ///
 /// The pool parses the URL with sqlx, which percent-decodes the file name
 /// (`sqlite://a%20b.db` is the file `a b.db`). Taking the name from the same parser keeps
-/// the decision connection ([`super::sqlite_writer`]) and the file watch on the pool's file;
-/// a hand-rolled split once pointed them at a file named `a%20b.db`.
+/// the write loop's connection ([`super::write::sqlite`]) and the file watch on the pool's
+/// file rather than on a file named `a%20b.db`.
 pub fn path_of(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")

@@ -7,8 +7,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use super::{
+    keys::{Keys, Loaded},
     rows::Changes,
-    view::{Keys, Loaded},
 };
 use crate::domain::Error;
 

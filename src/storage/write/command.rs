@@ -9,8 +9,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::{
+    draft::Draft,
+    keys::Keys,
     rows::{Changes, StoredResponse},
-    view::{Draft, Keys, View},
+    view::View,
 };
 use crate::domain::Error;
 

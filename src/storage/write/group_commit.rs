@@ -26,8 +26,9 @@ use tokio::sync::mpsc;
 use super::{
     backend::Backend,
     command::{Command, Idempotency, Job, Submitted},
+    keys::Keys,
     rows::Changes,
-    view::{Keys, View},
+    view::View,
 };
 use crate::{clock::SharedClock, domain::Error, storage::Store};
 

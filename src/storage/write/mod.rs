@@ -9,7 +9,9 @@
 pub mod backend;
 pub mod columns;
 pub mod command;
+pub mod draft;
 pub mod group_commit;
+pub mod keys;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
@@ -17,9 +19,11 @@ pub mod view;
 
 pub use backend::Backend;
 pub use command::{Command, Idempotency};
+pub use draft::{Appended, Draft};
 pub use group_commit::{MAX_BATCH, Writer};
+pub use keys::{Keys, Loaded};
 pub use rows::{ChainHead, Changes, GrantRow};
-pub use view::{Appended, Draft, Keys, Loaded, View};
+pub use view::View;
 
 use super::{
     Store,

@@ -15,8 +15,8 @@ use crate::{
         to_us,
         write::{
             columns,
+            keys::{Keys, Loaded},
             rows::{ChainHead, StoredResponse},
-            view::{Keys, Loaded},
         },
     },
 };

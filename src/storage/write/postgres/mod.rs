@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     backend::Backend,
+    keys::{Keys, Loaded},
     rows::Changes,
-    view::{Keys, Loaded},
 };
 use crate::{
     domain::Error,

@@ -24,8 +24,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{
     backend::Backend,
+    keys::{Keys, Loaded},
     rows::Changes,
-    view::{Keys, Loaded},
 };
 use crate::{domain::Error, storage::Store};
 

@@ -1,0 +1,66 @@
+//! What a batch announces it will read ([`Keys`]) and what a backend found for it
+//! ([`Loaded`]).
+
+use super::rows::{ChainHead, GrantRow, StoredResponse};
+use crate::domain::{account::Account, assumption::Assumption};
+
+/// The rows a batch reads up front, announced by its commands before any of them runs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Accounts with their grants and chain heads.
+    pub accounts: Vec<String>,
+    /// Accounts whose open assumptions (and those that lapsed with the grant) are needed too.
+    pub open_assumptions: Vec<String>,
+    /// Assumptions by id (their accounts are loaded with them, as if announced).
+    pub assumptions: Vec<String>,
+    /// `(rpc, request_id)` responses.
+    pub responses: Vec<(String, String)>,
+}
+
+impl Keys {
+    /// Announces an account (with grant and chain head).
+    pub fn account(&mut self, id: &str) {
+        push_distinct(&mut self.accounts, id);
+    }
+
+    /// Announces an account together with its open assumptions.
+    pub fn account_with_assumptions(&mut self, id: &str) {
+        self.account(id);
+        push_distinct(&mut self.open_assumptions, id);
+    }
+
+    /// Announces an assumption by id (and so its account).
+    pub fn assumption(&mut self, id: &str) {
+        push_distinct(&mut self.assumptions, id);
+    }
+
+    /// Announces a stored response.
+    pub fn response(&mut self, scope: &str, request_id: &str) {
+        let key = (scope.to_owned(), request_id.to_owned());
+        if !self.responses.contains(&key) {
+            self.responses.push(key);
+        }
+    }
+}
+
+fn push_distinct(ids: &mut Vec<String>, id: &str) {
+    if !ids.iter().any(|known| known == id) {
+        ids.push(id.to_owned());
+    }
+}
+
+/// What a backend found for a batch's [`Keys`]; anything announced but missing is absent.
+#[derive(Debug, Default, Clone)]
+pub struct Loaded {
+    /// Accounts with their grants (announced, or owning an announced assumption).
+    pub accounts: Vec<(Account, GrantRow)>,
+    /// Chain heads of those accounts that have events.
+    pub heads: Vec<(String, ChainHead)>,
+    /// Assumptions with no end yet of the accounts in `Keys::open_assumptions` that are in
+    /// force at the batch's `now` or that ended with the grant's current period.
+    pub open_assumptions: Vec<Assumption>,
+    /// Announced assumptions, by id.
+    pub assumptions: Vec<Assumption>,
+    /// Stored responses, keyed `(rpc, request_id)`.
+    pub responses: Vec<((String, String), StoredResponse)>,
+}

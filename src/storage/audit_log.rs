@@ -23,6 +23,9 @@ use crate::{
     },
     domain::Error,
 };
+// The filter is an audit-model value (transport builds it without importing storage); named
+// here too so the readers of this module's `page` keep their path.
+pub use crate::audit::EventFilter;
 
 tokio::task_local! {
     /// Kinds and accounts of the events a write job appended, so they are counted (and the
@@ -251,17 +254,6 @@ pub async fn events_of(
         .into_iter()
         .map(to_domain)
         .collect()
-}
-
-/// Filters of a customer-visible page.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventFilter {
-    /// Only these kinds (empty: all).
-    pub kinds: Vec<EventKind>,
-    /// Only events at or after this time.
-    pub start_time: Option<DateTime<Utc>>,
-    /// Only events before this time.
-    pub end_time: Option<DateTime<Utc>>,
 }
 
 /// One page of an account's events, newest first: those with a sequence below

@@ -8,8 +8,8 @@
 //! ## Layout
 //!
 //! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`,
-//!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
-//!   benchmark tools of `scripts/bench` and `scripts/growth`.
+//!   `token hash|generate`). The benchmark tools of `scripts/bench` and `scripts/growth`
+//!   (`loadgen`, `fsync_probe`) are the workspace member `loadgen/`, not this crate.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once.
 //! - [`connections`] — accepts the gRPC port's connections: caps how many are open (at the
 //!   cap the oldest never-authenticated connection makes room), closes those that do not
@@ -32,7 +32,8 @@
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
 //!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
-//! - [`audit`] — audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
+//! - [`audit`] — audit event model, the filter a page of the log is read by, the canonical
+//!   encoding (v1) and the SHA-256 hash chain.
 //! - [`service`] — use cases — one method per request; each change is a job for the
 //!   group-commit writer, with its `request_id` replay and its audit event; the audit log's
 //!   reads (pages bounded in count and bytes, watch streams that refuse positions from
@@ -47,8 +48,9 @@
 //!   SQLite read cache of accounts and grants, the SQLite file watch (checked before and
 //!   after every commit: fail closed if the file, its WAL or the serve lock file vanishes)
 //!   and the serve lock (one server per SQLite file).
-//! - [`grpc`] — thin handlers per service, request/response conversions with validation, the
-//!   one `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
+//! - [`grpc`] — one folder per service: its thin handler and its request/response conversions
+//!   with validation (the conversions every service shares in `grpc::fields`); the one
+//!   `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
 //!   bodies with `INVALID_ARGUMENT` instead of prost's `INTERNAL`.
 
 #![warn(missing_docs)]

@@ -8,8 +8,8 @@
 //! ## Layout
 //!
 //! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`,
-//!   `token hash|generate`). The `loadgen` and `fsync_probe` binaries (`src/bin/`) are the
-//!   benchmark tools of `scripts/bench` and `scripts/growth`.
+//!   `token hash|generate`). The benchmark tools of `scripts/bench` and `scripts/growth`
+//!   (`loadgen`, `fsync_probe`) are the workspace member `loadgen/`, not this crate.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once;
 //!   builds each layer's own settings (`service::Settings`, `storage::DatabaseSettings`,
 //!   `auth::Principal`, `connections::TlsSettings`, `telemetry::LogFormat`) and hands them to
@@ -35,7 +35,8 @@
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
 //!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
-//! - [`audit`] — audit event model, the canonical encoding (v1) and the SHA-256 hash chain.
+//! - [`audit`] — audit event model, the filter a page of the log is read by, the canonical
+//!   encoding (v1) and the SHA-256 hash chain.
 //! - [`service`] — use cases, one method per request: check the permission, build a
 //!   **command** (`service::commands`: every mutating use case as a value with a pure
 //!   `apply`, unit-tested without a database) and submit it to the write loop; the audit
@@ -52,8 +53,9 @@
 //!   (invalidated from the rows a commit wrote), the SQLite file watch (checked before and
 //!   after every commit: fail closed if the file, its WAL or the serve lock file vanishes)
 //!   and the serve lock (one server per SQLite file).
-//! - [`grpc`] — thin handlers per service, request/response conversions with validation, the
-//!   one `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
+//! - [`grpc`] — one folder per service: its thin handler and its request/response conversions
+//!   with validation (the conversions every service shares in `grpc::fields`); the one
+//!   `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
 //!   bodies with `INVALID_ARGUMENT` instead of prost's `INTERNAL`.
 
 #![warn(missing_docs)]

@@ -1,12 +1,17 @@
 //! Transport: thin gRPC handlers. Each one converts (and validates) the request into a domain
 //! command, calls the application, and converts the result back. Errors leave through the one
 //! mapping in [`status`].
+//!
+//! One folder per service: its handler (`mod.rs`) and its conversions (`convert.rs`), so a
+//! change to one service's messages touches only that folder; the conversions every service
+//! shares (account ids, enum values, timestamps) are in [`fields`]. Transport reaches storage
+//! only through the service layer: the types it converts to are domain, audit or service types.
 
 pub mod access_grant;
 pub mod account;
 pub mod audit;
 pub mod codec;
-pub mod convert;
+pub mod fields;
 pub mod permissions;
 pub mod status;
 pub mod support_access;

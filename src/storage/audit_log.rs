@@ -1,7 +1,6 @@
 //! Reads of the audit log: pages, positions, and chain verification. Events are appended
 //! only by the write loop (`storage::write::Draft::append`), with the change they record.
 
-use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
@@ -16,6 +15,9 @@ use crate::{
     },
     domain::Error,
 };
+// The filter is an audit-model value (transport builds it without importing storage); named
+// here too so the readers of this module's `page` keep their path.
+pub use crate::audit::EventFilter;
 
 /// Decodes a stored row. A row that cannot be decoded (edited by hand) is an error.
 pub fn to_domain(m: audit_event::Model) -> Result<AuditEvent, Error> {
@@ -155,17 +157,6 @@ pub async fn events_of(
         .into_iter()
         .map(to_domain)
         .collect()
-}
-
-/// Filters of a customer-visible page.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventFilter {
-    /// Only these kinds (empty: all).
-    pub kinds: Vec<EventKind>,
-    /// Only events at or after this time.
-    pub start_time: Option<DateTime<Utc>>,
-    /// Only events before this time.
-    pub end_time: Option<DateTime<Utc>>,
 }
 
 /// One page of an account's events, newest first: those with a sequence below

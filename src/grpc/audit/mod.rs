@@ -1,11 +1,13 @@
 //! `accessgrant.v1.AuditService`.
 
+pub mod convert;
+
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{admit, convert};
+use crate::grpc::{admit, fields};
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, audit_service_server::AuditService},
@@ -70,7 +72,7 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
         let (caller, _slot) = admit(&request)?;
         let pb::VerifyAuditChainRequest { account_id } = request.into_inner();
-        let id = convert::account_id(&account_id)?;
+        let id = fields::account_id(&account_id)?;
         record_account(id.as_str());
         let verification = self.app.verify_audit_chain(&id, &caller).await?;
         Ok(Response::new(pb::VerifyAuditChainResponse {

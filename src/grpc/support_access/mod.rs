@@ -1,8 +1,10 @@
 //! `accessgrant.v1.SupportAccessService`.
 
+pub mod convert;
+
 use tonic::{Request, Response, Status};
 
-use super::{admit, convert};
+use crate::grpc::admit;
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, support_access_service_server::SupportAccessService},

@@ -1,8 +1,10 @@
 //! `accessgrant.v1.AccountService`.
 
+pub mod convert;
+
 use tonic::{Request, Response, Status};
 
-use super::{admit, convert};
+use crate::grpc::{admit, fields};
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, account_service_server::AccountService},
@@ -41,7 +43,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
         let (caller, _slot) = admit(&request)?;
         let pb::GetAccountRequest { account_id } = request.into_inner();
-        let id = convert::account_id(&account_id)?;
+        let id = fields::account_id(&account_id)?;
         record_account(id.as_str());
         let account = self.app.get_account(&id, &caller).await?;
         Ok(Response::new(pb::GetAccountResponse {

@@ -1,8 +1,10 @@
 //! `accessgrant.v1.AccessGrantService`.
 
+pub mod convert;
+
 use tonic::{Request, Response, Status};
 
-use super::{admit, convert};
+use crate::grpc::{admit, fields};
 use crate::telemetry::record_account;
 use crate::{
     proto::v1::{self as pb, access_grant_service_server::AccessGrantService},
@@ -30,7 +32,7 @@ impl AccessGrantService for AccessGrantApi {
     ) -> Result<Response<pb::GetAccessGrantResponse>, Status> {
         let (caller, _slot) = admit(&request)?;
         let pb::GetAccessGrantRequest { account_id } = request.into_inner();
-        let id = convert::account_id(&account_id)?;
+        let id = fields::account_id(&account_id)?;
         record_account(id.as_str());
         let grant = self.app.get_grant(&id, &caller).await?;
         Ok(Response::new(pb::GetAccessGrantResponse {

@@ -192,6 +192,8 @@ pub async fn run(
         .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        // Outermost: every call is counted, also those admission refuses.
+        .layer(crate::rpc_metrics::RpcMetricsLayer)
         // Sheds load, authenticates, authorizes and enforces the deadline cap (a client's
         // shorter grpc-timeout wins).
         .layer(AdmissionLayer::new(

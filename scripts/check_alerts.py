@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
-"""Checks deploy/prometheus/alerts.yaml against the metrics the service really exports.
+"""Checks deploy/prometheus/alerts.yaml for what `promtool check rules` cannot know.
 
 Usage:
     python3 scripts/check_alerts.py [METRICS_URL]
 
-Static checks (always):
-  - every rule has alert (or record), expr; alerts also labels.severity (page|ticket),
-    annotations.summary and annotations.runbook_url, whose #anchor must be a heading of
-    docs/operations.md;
-  - every metric name in every expr (`accessgrant_[a-z0-9_]+`, with `_bucket`/`_sum`/`_count`
-    stripped for histograms) is a `pub const NAME: &str = "accessgrant_...";` of src/metrics.rs;
-  - parentheses, brackets and braces balance, and every function/keyword applied with `(` is
-    in a small allowlist.
+promtool (CI runs `promtool check rules deploy/prometheus/alerts.yaml`) parses the rules:
+YAML shape, PromQL syntax and functions, `for` durations, templates. It cannot know which
+metrics this service exports, nor this repository's conventions. This script checks only
+those:
+  - every metric name in every expr (`accessgrant_*` and `grpc_server_*`, with
+    `_bucket`/`_sum`/`_count` stripped for histograms) is declared in the `families!` table
+    of src/metrics.rs, the one list of what the service exports;
+  - every alert has labels.severity (page|ticket), annotations.summary and
+    annotations.runbook_url, whose #anchor must be a heading of docs/operations.md.
 
 With METRICS_URL (e.g. http://127.0.0.1:9464/metrics), also scrapes it: referenced names
 missing from the scrape only warn (counters never incremented are not exported yet), and
-accessgrant_* families in the scrape that src/metrics.rs does not declare warn as well.
+accessgrant_*/grpc_server_* families in the scrape that src/metrics.rs does not declare warn
+as well.
 
 Exit status: 0 ok, 1 problems found (listed on stderr), 2 cannot run (e.g. PyYAML missing).
 Needs PyYAML (`pip install pyyaml`).
@@ -38,27 +40,20 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 METRICS_RS = ROOT / "src" / "metrics.rs"
 RUNBOOK = ROOT / "docs" / "operations.md"
 
-METRIC_RE = re.compile(r"accessgrant_[a-z0-9_]+")
+METRIC_RE = re.compile(r"\b(?:accessgrant|grpc_server)_[a-z0-9_]+")
 HIST_SUFFIXES = ("_bucket", "_sum", "_count")
-FUNCTIONS = {
-    "rate", "increase", "changes", "sum", "by", "histogram_quantile", "max", "min", "avg",
-    "count", "absent", "irate", "delta", "deriv", "on", "ignoring", "without", "and", "or",
-    "unless", "clamp_min",
-}
 SEVERITIES = {"page", "ticket"}
-CONST_RE = re.compile(
-    r'((?:^[ \t]*///[^\n]*\n)*)^[ \t]*pub const ([A-Z0-9_]+): &str = "(accessgrant_[a-z0-9_]+)";',
+# A row of the `families!` table: `CONST: Kind = "name",`.
+FAMILY_RE = re.compile(
+    r'^[ \t]*([A-Z0-9_]+):[ \t]*(Counter|Gauge|Histogram)[ \t]*=[ \t]*"([a-z0-9_]+)",',
     re.MULTILINE,
 )
 
 
 def exported_metrics():
-    """{name: is_histogram} from the `pub const` declarations of src/metrics.rs."""
+    """{name: is_histogram} from the `families!` table of src/metrics.rs."""
     text = METRICS_RS.read_text(encoding="utf-8")
-    found = {}
-    for doc, _const, name in CONST_RE.findall(text):
-        found[name] = "histogram" in doc.lower()
-    return found
+    return {name: kind == "Histogram" for _const, kind, name in FAMILY_RE.findall(text)}
 
 
 def base_name(token, known):
@@ -75,18 +70,6 @@ def base_name(token, known):
 
 def strip_strings(expr):
     return re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
-
-
-def balanced(expr):
-    pairs = {")": "(", "]": "[", "}": "{"}
-    stack = []
-    for ch in expr:
-        if ch in "([{":
-            stack.append(ch)
-        elif ch in pairs:
-            if not stack or stack.pop() != pairs[ch]:
-                return False
-    return not stack
 
 
 def slug(heading):
@@ -147,12 +130,9 @@ def check_rules(doc, known, anchors, problems):
                 continue
             name = rule.get("alert") or rule.get("record") or f"{gname} rule #{i}"
             where = f"rule {name}"
-            if "alert" not in rule and "record" not in rule:
-                problems.append(f"{where}: missing `alert`")
             expr = rule.get("expr")
-            if not isinstance(expr, str) or not expr.strip():
-                problems.append(f"{where}: missing `expr`")
-                expr = ""
+            if not isinstance(expr, str):
+                expr = ""  # promtool reports it
             if "alert" in rule:
                 labels = rule.get("labels") or {}
                 annotations = rule.get("annotations") or {}
@@ -170,14 +150,7 @@ def check_rules(doc, known, anchors, problems):
                     anchor = url.split("#", 1)[1]
                     if anchor not in anchors:
                         problems.append(f"{where}: runbook_url anchor #{anchor} is not a heading of docs/operations.md")
-                if "for" in rule and not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", str(rule["for"])):
-                    problems.append(f"{where}: `for: {rule['for']}` is not a duration")
             code = strip_strings(expr)
-            if not balanced(code):
-                problems.append(f"{where}: unbalanced parentheses/brackets/braces in expr")
-            for fn in re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(", code):
-                if fn not in FUNCTIONS:
-                    problems.append(f"{where}: unknown function or keyword {fn!r} in expr")
             for token in sorted(set(METRIC_RE.findall(code))):
                 base = base_name(token, known)
                 if base is None:
@@ -199,7 +172,7 @@ def main(argv):
         sys.stderr.write(f"check_alerts.py: {e}\n")
         return 1
     if not known:
-        problems.append("src/metrics.rs: found no `pub const NAME: &str = \"accessgrant_...\";`")
+        problems.append("src/metrics.rs: found no row `CONST: Kind = \"name\",` in `families!`")
     anchors = runbook_anchors()
     if anchors is None:
         problems.append("docs/operations.md is missing (runbook_url targets)")
@@ -214,7 +187,7 @@ def main(argv):
         else:
             for name in sorted(used - live):
                 warnings.append(f"{name} is not in the scrape of {url} yet (never recorded?)")
-            for name in sorted(n for n in live if n.startswith("accessgrant_")):
+            for name in sorted(n for n in live if n.startswith(("accessgrant_", "grpc_server_"))):
                 if base_name(name, known) is None:
                     warnings.append(f"{url} exports {name}, which src/metrics.rs does not declare")
 

@@ -28,9 +28,12 @@
 //!   compare), client-certificate identities, and the admission layer that authenticates,
 //!   checks each RPC's permission and sheds load before any handler runs, and marks the
 //!   connection authenticated (never closed to make room).
-//! - [`metrics`] — Prometheus metric names (declared once), the recorder and the
-//!   `--metrics-listen` HTTP listener (one request per connection, at most 16 connections:
-//!   one more closes the oldest).
+//! - [`metrics`] — every Prometheus metric's name, type and HELP text (declared once, in one
+//!   table), the recorder and the `--metrics-listen` HTTP listener (one request per
+//!   connection, at most 16 connections: one more closes the oldest).
+//! - [`rpc_metrics`] — the standard gRPC server metrics (`grpc_server_*`, named, labelled and
+//!   spelled as go-grpc-prometheus does, so stock dashboards work), recorded by a layer
+//!   around every service on the port.
 //! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
@@ -70,6 +73,7 @@ pub mod domain;
 pub mod grpc;
 pub mod metrics;
 pub mod proto;
+pub mod rpc_metrics;
 pub mod server;
 pub mod service;
 pub mod shutdown;

@@ -1,7 +1,15 @@
 //! Prometheus metrics: one process-wide recorder (`metrics` + `metrics-exporter-prometheus`
 //! renders the exposition format) and a small HTTP/1.1 listener serving it on
-//! `--metrics-listen` (default `127.0.0.1:9464`). Every name is declared here, once, with its
-//! labels; labels never carry account or staff ids (unbounded cardinality).
+//! `--metrics-listen` (default `127.0.0.1:9464`). Every metric is declared here, once, in the
+//! [`families!`] table: its name, type and HELP text side by side. The HELP text is both the
+//! constant's documentation and the exposition's `# HELP` line, so the two cannot drift, and
+//! `promtool check metrics` finds every family described. Labels never carry account or staff
+//! ids (unbounded cardinality).
+//!
+//! The `grpc_server_*` families are the ones grpc-ecosystem's go-grpc-prometheus exports
+//! (same names, labels, label values and HELP), so dashboards and alerts written for any gRPC
+//! server work here unchanged; `rpc_metrics` records them. Everything this service knows
+//! beyond the transport is `accessgrant_*`.
 
 use std::{convert::Infallible, net::SocketAddr, sync::OnceLock, time::Duration};
 
@@ -11,69 +19,89 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-/// RPCs answered, by `service`, `method` and `code` (counter).
-pub const RPC_REQUESTS: &str = "accessgrant_rpc_requests_total";
-/// RPC latency until the response starts, by `service` and `method` (histogram, seconds).
-pub const RPC_DURATION: &str = "accessgrant_rpc_duration_seconds";
-/// Assumption decisions, by `decision`, `basis` and `deny_reason` (counter).
-pub const DECISIONS: &str = "accessgrant_decisions_total";
-/// Emergency assumptions allowed, by `reason` (counter). Every one should page someone.
-pub const EMERGENCY_ASSUMPTIONS: &str = "accessgrant_emergency_assumptions_total";
-/// Time to commit one group-commit batch of changes and audit events (histogram, seconds).
-pub const AUDIT_WRITE_DURATION: &str = "accessgrant_audit_write_duration_seconds";
-/// Changes per group-commit batch (histogram).
-pub const AUDIT_BATCH_SIZE: &str = "accessgrant_audit_batch_size";
-/// Changes whose audit write failed (the request failed closed), by `stage` (counter).
-pub const AUDIT_WRITE_FAILURES: &str = "accessgrant_audit_write_failures_total";
-/// Committed audit events, by `kind` (`GRANT_ENABLED`, `GRANT_DURATION_CHANGED`,
-/// `GRANT_DISABLED`, `ASSUMPTION_ALLOWED`, …): grant and account changes by kind (counter).
-pub const AUDIT_EVENTS: &str = "accessgrant_audit_events_total";
-/// Database connections, by `state` (`in_use`, `idle`) (gauge).
-pub const DB_CONNECTIONS: &str = "accessgrant_db_connections";
-/// Database errors of any statement (counter).
-pub const DB_ERRORS: &str = "accessgrant_db_errors_total";
-/// Open `WatchAuditEvents` streams (gauge).
-pub const WATCH_STREAMS: &str = "accessgrant_watch_streams";
-/// Open connections on the gRPC port, handshaking or serving (gauge).
-pub const CONNECTIONS_OPEN: &str = "accessgrant_connections_open";
-/// Connections closed at accept because `[limits] max_connections` were open, all of them
-/// authenticated (counter).
-pub const CONNECTIONS_REFUSED: &str = "accessgrant_connections_refused_total";
-/// Never-authenticated connections closed to make room for a new one at
-/// `[limits] max_connections` (counter).
-pub const CONNECTIONS_EVICTED: &str = "accessgrant_connections_evicted_total";
-/// Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2
-/// preface within `[limits] handshake_timeout` (counter).
-pub const HANDSHAKE_FAILURES: &str = "accessgrant_connection_handshake_failures_total";
-/// Expiry-sweep write transactions that failed (counter). A damaged account fails its own
-/// transaction on every sweep; other accounts' lapses are still recorded.
-pub const EXPIRY_SWEEP_FAILURES: &str = "accessgrant_expiry_sweep_failures_total";
-/// 1 while health reports SERVING, 0 otherwise (gauge).
-pub const READY: &str = "accessgrant_ready";
-/// Always 1, with `version` and `git_sha` labels (gauge).
-pub const BUILD_INFO: &str = "accessgrant_build_info";
+/// A metric family's Prometheus type (its `# TYPE` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (name ends in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets (`_bucket`, `_sum`, `_count` series).
+    Histogram,
+}
 
-/// Every metric this service exports, for the alert-rule check in CI.
-pub const ALL: [&str; 18] = [
-    RPC_REQUESTS,
-    RPC_DURATION,
-    DECISIONS,
-    EMERGENCY_ASSUMPTIONS,
-    AUDIT_WRITE_DURATION,
-    AUDIT_BATCH_SIZE,
-    AUDIT_WRITE_FAILURES,
-    AUDIT_EVENTS,
-    DB_CONNECTIONS,
-    DB_ERRORS,
-    WATCH_STREAMS,
-    CONNECTIONS_OPEN,
-    CONNECTIONS_REFUSED,
-    CONNECTIONS_EVICTED,
-    HANDSHAKE_FAILURES,
-    EXPIRY_SWEEP_FAILURES,
-    READY,
-    BUILD_INFO,
-];
+/// One exported metric family, as declared in the table below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// The metric name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Its `# HELP` text.
+    pub help: &'static str,
+}
+
+/// Declares each metric once: a `pub const` for its name, documented with its HELP text, and
+/// its row in [`FAMILIES`] (name, type, HELP), which [`install`] describes to the recorder.
+macro_rules! families {
+    ($($konst:ident: $kind:ident = $name:literal, $help:literal;)*) => {
+        $(
+            #[doc = $help]
+            #[doc = ""]
+            #[doc = concat!("`", $name, "` (", stringify!($kind), ").")]
+            pub const $konst: &str = $name;
+        )*
+
+        /// Every metric family this service exports, with its type and HELP text.
+        pub const FAMILIES: &[Family] = &[$(Family { name: $name, kind: Kind::$kind, help: $help }),*];
+    };
+}
+
+families! {
+    // The standard gRPC server metrics, as go-grpc-prometheus names and describes them. Labels:
+    // `grpc_type` (`unary`, `server_stream`, `bidi_stream`), `grpc_service` (full name, such as
+    // `accessgrant.v1.AccessGrantService`), `grpc_method`, and on `handled` `grpc_code` (`OK`,
+    // `InvalidArgument`, `Canceled`, …, spelled as grpc-go does).
+    GRPC_STARTED: Counter = "grpc_server_started_total",
+        "Total number of RPCs started on the server.";
+    GRPC_HANDLED: Counter = "grpc_server_handled_total",
+        "Total number of RPCs completed on the server, regardless of success or failure.";
+    GRPC_HANDLING_SECONDS: Histogram = "grpc_server_handling_seconds",
+        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.";
+
+    DECISIONS: Counter = "accessgrant_decisions_total",
+        "Assumption decisions, by decision, basis and deny_reason.";
+    EMERGENCY_ASSUMPTIONS: Counter = "accessgrant_emergency_assumptions_total",
+        "Emergency assumptions allowed, by reason. Every one should page someone.";
+    AUDIT_WRITE_DURATION: Histogram = "accessgrant_audit_write_duration_seconds",
+        "Time to commit one group-commit batch of changes and their audit events, in seconds.";
+    AUDIT_BATCH_SIZE: Histogram = "accessgrant_audit_batch_size",
+        "Changes per group-commit batch.";
+    AUDIT_WRITE_FAILURES: Counter = "accessgrant_audit_write_failures_total",
+        "Changes whose audit write failed (the request failed closed), by stage (begin, change, commit).";
+    AUDIT_EVENTS: Counter = "accessgrant_audit_events_total",
+        "Committed audit events, by kind (GRANT_ENABLED, ASSUMPTION_ALLOWED, ...).";
+    DB_CONNECTIONS: Gauge = "accessgrant_db_connections",
+        "Database pool connections, by state (in_use, idle).";
+    DB_ERRORS: Counter = "accessgrant_db_errors_total",
+        "Database statements that failed.";
+    WATCH_STREAMS: Gauge = "accessgrant_watch_streams",
+        "Open WatchAuditEvents streams.";
+    CONNECTIONS_OPEN: Gauge = "accessgrant_connections_open",
+        "Open connections on the gRPC port, handshaking or serving.";
+    CONNECTIONS_REFUSED: Counter = "accessgrant_connections_refused_total",
+        "Connections closed at accept because [limits] max_connections were open, all of them authenticated.";
+    CONNECTIONS_EVICTED: Counter = "accessgrant_connections_evicted_total",
+        "Never-authenticated connections closed to make room for a new one at [limits] max_connections.";
+    HANDSHAKE_FAILURES: Counter = "accessgrant_connection_handshake_failures_total",
+        "Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2 preface within [limits] handshake_timeout.";
+    EXPIRY_SWEEP_FAILURES: Counter = "accessgrant_expiry_sweep_failures_total",
+        "Expiry-sweep write transactions that failed (a damaged account fails its own on every sweep).";
+    READY: Gauge = "accessgrant_ready",
+        "1 while health reports SERVING, 0 otherwise.";
+    BUILD_INFO: Gauge = "accessgrant_build_info",
+        "Always 1, with the version and git_sha of this build as labels.";
+}
 
 /// Latency buckets (seconds): 250 µs … 10 s.
 const SECONDS_BUCKETS: [f64; 14] = [
@@ -96,6 +124,15 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 });
             match builder.and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => {
+                    for family in FAMILIES {
+                        match family.kind {
+                            Kind::Counter => metrics::describe_counter!(family.name, family.help),
+                            Kind::Gauge => metrics::describe_gauge!(family.name, family.help),
+                            Kind::Histogram => {
+                                metrics::describe_histogram!(family.name, family.help);
+                            }
+                        }
+                    }
                     metrics::gauge!(
                         BUILD_INFO,
                         "version" => env!("CARGO_PKG_VERSION"),
@@ -181,26 +218,4 @@ pub async fn start(addr: Option<SocketAddr>) -> Option<tokio::task::JoinHandle<(
             None
         }
     }
-}
-
-/// Splits a gRPC path `/pkg.Service/Method` into (`Service`, `Method`) for labels. Unknown
-/// shapes become `unknown` so a hostile path cannot create new label values.
-pub fn rpc_labels(path: &str) -> (&'static str, &'static str) {
-    crate::grpc::permissions::TABLE
-        .iter()
-        .find(|(method, _)| *method == path)
-        .and_then(|(method, _)| {
-            let rest = method.strip_prefix("/accessgrant.v1.")?;
-            rest.split_once('/')
-        })
-        .unwrap_or(("unknown", "unknown"))
-}
-
-/// Records one answered RPC.
-pub fn record_rpc(path: &str, code: &str, elapsed: Duration) {
-    let (service, method) = rpc_labels(path);
-    metrics::counter!(RPC_REQUESTS, "service" => service, "method" => method, "code" => code.to_owned())
-        .increment(1);
-    metrics::histogram!(RPC_DURATION, "service" => service, "method" => method)
-        .record(elapsed.as_secs_f64());
 }

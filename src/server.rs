@@ -124,13 +124,18 @@ pub async fn run(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
 
+    // Reflection serves the contract, health, and the `google.rpc` error details the errors
+    // carry (`ErrorInfo`, `BadRequest`, `RetryInfo`), so grpcurl and buf curl print them
+    // decoded instead of as opaque bytes.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
     let upkeep = tokio::spawn(upkeep(app.clone(), reporter.clone()));
@@ -181,6 +186,8 @@ pub async fn run(
         .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        // Outermost: every call is counted, also those admission refuses.
+        .layer(crate::rpc_metrics::RpcMetricsLayer)
         // Sheds load, authenticates, authorizes and enforces the deadline cap (a client's
         // shorter grpc-timeout wins).
         .layer(AdmissionLayer::new(

@@ -74,7 +74,7 @@ fn histogram_count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f6
         .sum()
 }
 
-/// Calls move RPC, decision, emergency, audit-event and write counters and histograms; build info and readiness are exported.
+/// Calls move the gRPC server, decision, emergency, audit-event and write counters and histograms; build info and readiness are exported.
 #[tokio::test]
 async fn counters_and_histograms_move_after_real_calls() {
     let _turn = COUNTERS.lock().await;
@@ -100,26 +100,28 @@ async fn counters_and_histograms_move_after_real_calls() {
         value(&after, metric, labels) - value(&before, metric, labels)
     };
     let enable = [
-        ("service", "AccessGrantService"),
-        ("method", "EnableAccessGrant"),
+        ("grpc_type", "unary"),
+        ("grpc_service", "accessgrant.v1.AccessGrantService"),
+        ("grpc_method", "EnableAccessGrant"),
     ];
+    assert_eq!(delta("grpc_server_started_total", &enable), 1.0);
     assert_eq!(
         delta(
-            "accessgrant_rpc_requests_total",
-            &[enable[0], enable[1], ("code", "Ok")]
+            "grpc_server_handled_total",
+            &[enable[0], enable[1], enable[2], ("grpc_code", "OK")]
         ),
         1.0
     );
     assert_eq!(
         delta(
-            "accessgrant_rpc_requests_total",
-            &[("method", "GetAccessGrant"), ("code", "NotFound")]
+            "grpc_server_handled_total",
+            &[("grpc_method", "GetAccessGrant"), ("grpc_code", "NotFound")]
         ),
         1.0
     );
     assert_eq!(
-        histogram_count(&after, "accessgrant_rpc_duration_seconds", &enable)
-            - histogram_count(&before, "accessgrant_rpc_duration_seconds", &enable),
+        histogram_count(&after, "grpc_server_handling_seconds", &enable)
+            - histogram_count(&before, "grpc_server_handling_seconds", &enable),
         1.0
     );
     assert_eq!(
@@ -182,6 +184,129 @@ async fn counters_and_histograms_move_after_real_calls() {
             );
         }
     }
+}
+
+/// The go-grpc-prometheus families count health too, a field violation as `InvalidArgument`,
+/// and a server stream once it ends (`Canceled` when the client leaves).
+#[tokio::test]
+async fn grpc_server_metrics_follow_each_call_to_its_end() {
+    let _turn = COUNTERS.lock().await;
+    let addr = free_port();
+    let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let before = scrape(addr).await;
+
+    let status = s
+        .grants()
+        .get_access_grant(pb::GetAccessGrantRequest {
+            account_id: "Not An Id!".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    tonic_health::pb::health_client::HealthClient::new(s.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut watch = s
+        .audit()
+        .watch_audit_events(pb::WatchAuditEventsRequest {
+            account_id: "acme".into(),
+            after_global_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap();
+    let during = scrape(addr).await;
+
+    let delta = |now: &Scrape, metric: &str, labels: &[(&str, &str)]| {
+        value(now, metric, labels) - value(&before, metric, labels)
+    };
+    assert_eq!(
+        delta(
+            &during,
+            "grpc_server_handled_total",
+            &[
+                ("grpc_service", "accessgrant.v1.AccessGrantService"),
+                ("grpc_method", "GetAccessGrant"),
+                ("grpc_code", "InvalidArgument"),
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            &during,
+            "grpc_server_handled_total",
+            &[
+                ("grpc_type", "unary"),
+                ("grpc_service", "grpc.health.v1.Health"),
+                ("grpc_method", "Check"),
+                ("grpc_code", "OK"),
+            ]
+        ),
+        1.0
+    );
+    let watch_labels = [
+        ("grpc_type", "server_stream"),
+        ("grpc_service", "accessgrant.v1.AuditService"),
+        ("grpc_method", "WatchAuditEvents"),
+    ];
+    assert_eq!(
+        delta(&during, "grpc_server_started_total", &watch_labels),
+        1.0
+    );
+    assert_eq!(
+        delta(&during, "grpc_server_handled_total", &watch_labels),
+        0.0,
+        "an open stream is not handled yet"
+    );
+
+    drop(watch);
+    let canceled = [
+        watch_labels[0],
+        watch_labels[1],
+        watch_labels[2],
+        ("grpc_code", "Canceled"),
+    ];
+    for _ in 0..100 {
+        if delta(&scrape(addr).await, "grpc_server_handled_total", &canceled) == 1.0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the abandoned stream was not counted as handled with Canceled in 5 s");
+}
+
+/// Every exported family carries the HELP text declared beside its name in `src/metrics.rs`.
+#[tokio::test]
+async fn every_family_has_its_declared_help_text() {
+    let addr = free_port();
+    let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let scraped = scrape(addr).await;
+    for sample in &scraped.samples {
+        // A histogram's `_sum` and `_count` series belong to its family.
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|suffix| sample.metric.strip_suffix(suffix))
+            .filter(|base| scraped.docs.contains_key(*base))
+            .unwrap_or(&sample.metric);
+        assert!(
+            scraped.docs.contains_key(family),
+            "{} has no HELP",
+            sample.metric
+        );
+    }
+    for family in accessgrant::metrics::FAMILIES {
+        if let Some(help) = scraped.docs.get(family.name) {
+            assert_eq!(help, family.help, "{}", family.name);
+        }
+    }
+    assert!(scraped.docs.contains_key("grpc_server_handled_total"));
 }
 
 /// A failing audit write is counted, and the watch-stream gauge follows open streams.

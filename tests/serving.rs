@@ -1,5 +1,6 @@
-//! Serving: health (Check and Watch), reflection v1 and v1alpha, graceful shutdown, and the
-//! real binary started with its defaults.
+//! Serving: health (Check and Watch), reflection v1 and v1alpha (the contract and the
+//! `google.rpc` error details), graceful shutdown, and the real binary started with its
+//! defaults.
 
 mod common;
 
@@ -133,6 +134,83 @@ async fn reflection_lists_services_in_both_versions() {
         assert!(
             names.iter().any(|n| n == name),
             "v1alpha lacks {name}: {names:?}"
+        );
+    }
+}
+
+/// Whether one of the encoded `files` is in package `google.rpc` and declares `message`.
+fn declares_google_rpc(files: &[Vec<u8>], message: &str) -> bool {
+    use prost::Message;
+    files.iter().any(|bytes| {
+        let file = prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap();
+        file.package() == "google.rpc" && file.message_type.iter().any(|m| m.name() == message)
+    })
+}
+
+/// Reflection v1 and v1alpha both resolve `google.rpc.BadRequest` and `ErrorInfo`, so
+/// grpcurl and buf curl decode error details instead of printing opaque bytes.
+#[tokio::test]
+async fn reflection_serves_the_error_detail_types_in_both_versions() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let s = spawn_server().await;
+    for message in ["BadRequest", "ErrorInfo"] {
+        let symbol = format!("google.rpc.{message}");
+
+        let mut client =
+            v1::server_reflection_client::ServerReflectionClient::new(s.channel.clone());
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1::server_reflection_request::MessageRequest::FileContainingSymbol(symbol.clone()),
+            ),
+        };
+        let response = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+            response.message_response
+        else {
+            panic!("v1 does not resolve {symbol}: {response:?}");
+        };
+        assert!(
+            declares_google_rpc(&files.file_descriptor_proto, message),
+            "v1: {symbol}"
+        );
+
+        let mut client =
+            v1alpha::server_reflection_client::ServerReflectionClient::new(s.channel.clone());
+        let request = v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    symbol.clone(),
+                ),
+            ),
+        };
+        let response = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(
+            files,
+        )) = response.message_response
+        else {
+            panic!("v1alpha does not resolve {symbol}: {response:?}");
+        };
+        assert!(
+            declares_google_rpc(&files.file_descriptor_proto, message),
+            "v1alpha: {symbol}"
         );
     }
 }

@@ -107,17 +107,6 @@ fn reject<B: Default>(error: Error) -> http::Response<B> {
     Status::from(error).into_http()
 }
 
-/// Rejects before any handler ran, counting the call in the RPC metrics.
-fn reject_counted<B: Default>(
-    path: &str,
-    started: std::time::Instant,
-    error: Error,
-) -> http::Response<B> {
-    let response: http::Response<B> = reject(error);
-    crate::metrics::record_rpc(path, &code_of(&response), started.elapsed());
-    response
-}
-
 /// The gRPC code of a response whose status is in its headers (trailers-only: every error
 /// raised before the first message); `Ok` otherwise.
 fn code_of<B>(response: &http::Response<B>) -> String {
@@ -234,17 +223,11 @@ where
                 }
             });
         }
-        let arrived = std::time::Instant::now();
-        let path = req.uri().path().to_owned();
         // Shed before doing any work when every slot is taken: under overload most excess
         // calls are answered here, at once, without reading their bodies. The slot itself is
         // taken by the handler (`grpc::admit`), so this only looks.
         if self.admission.permits.available_permits() == 0 {
-            return Box::pin(std::future::ready(Ok(reject_counted(
-                &path,
-                arrived,
-                Error::Overloaded,
-            ))));
+            return Box::pin(std::future::ready(Ok(reject(Error::Overloaded))));
         }
         let authorization = req
             .headers()
@@ -258,18 +241,14 @@ where
             Ok(caller) => caller,
             Err(AuthError::Unauthenticated) => {
                 tracing::info!(method = %req.uri().path(), "rejected: unauthenticated");
-                return Box::pin(std::future::ready(Ok(reject_counted(
-                    &path,
-                    arrived,
-                    Error::Unauthenticated,
-                ))));
+                return Box::pin(std::future::ready(Ok(reject(Error::Unauthenticated))));
             }
         };
         if let Requirement::Permission(p) = requirement
             && let Err(e) = caller.require(p)
         {
             tracing::info!(method = %req.uri().path(), principal = %caller.principal, "rejected: lacks permission");
-            return Box::pin(std::future::ready(Ok(reject_counted(&path, arrived, e))));
+            return Box::pin(std::future::ready(Ok(reject(e))));
         }
         // A connection that has carried an authenticated call is never closed to make room
         // for a new one (see `connections::activity`).
@@ -305,7 +284,6 @@ where
                 let code = response
                     .as_ref()
                     .map_or_else(|_| "Unknown".to_owned(), code_of);
-                crate::metrics::record_rpc(&method, &code, started.elapsed());
                 tracing::info!(
                     %method,
                     %principal,

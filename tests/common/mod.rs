@@ -106,6 +106,20 @@ pub async fn fresh_database_url(dir: &Path) -> String {
     }
 }
 
+/// A fresh database of the chosen backend (see [`fresh_database_url`]), migrated, with its
+/// URL: for tests that drive storage directly, without a server.
+pub async fn migrated_store(dir: &Path) -> (Store, String) {
+    let url = fresh_database_url(dir).await;
+    let store = Store::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("migrating {url}: {e}"));
+    (store, url)
+}
+
 /// Whether this test must stop here because it is about the SQLite database *file* (reads it
 /// with another program, deletes it, …), which has no PostgreSQL counterpart. Says so on
 /// stderr when it skips. Only for such file-level tests: everything else runs on both.

@@ -31,7 +31,7 @@ pub(crate) fn t(n: i64) -> DateTime<Utc> {
 }
 
 /// The stored rows.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Fixture {
     pub(crate) accounts: HashMap<String, (Account, GrantRow)>,
     pub(crate) heads: HashMap<String, ChainHead>,

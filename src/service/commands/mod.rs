@@ -10,6 +10,8 @@ pub mod prune;
 
 #[cfg(test)]
 pub(crate) mod fixture;
+#[cfg(test)]
+mod model_tests;
 
 use crate::domain::{Error, account::Account, grant::GrantRecord};
 

@@ -34,7 +34,8 @@
 //! - [`rpc_metrics`] — the standard gRPC server metrics (`grpc_server_*`, named, labelled and
 //!   spelled as go-grpc-prometheus does, so stock dashboards work), recorded by a layer
 //!   around every service on the port.
-//! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now".
+//! - [`clock`] — the `Clock` trait, system and manual clocks; the only source of "now" and
+//!   of the timers periodic work waits on (a manual clock fires them when moved).
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
 //!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.

@@ -290,11 +290,10 @@ async fn upkeep(app: App, reporter: HealthReporter) {
 /// the database makes each lapse recorded once (see `service::expiry`). A failed sweep is
 /// retried at the next tick; reads never depend on it.
 async fn sweep_expired_grants(app: App, every: Duration) {
-    // The first sweep waits one interval: starting replicas do not all sweep at once.
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // On the app's clock (tests move it); the first sweep waits one interval, so starting
+    // replicas do not all sweep at once, and each next one an interval after the last ended.
     loop {
-        interval.tick().await;
+        app.clock.sleep(every).await;
         match app.sweep_expired_grants().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(lapses = n, "recorded expired grants"),

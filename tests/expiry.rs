@@ -23,6 +23,18 @@ async fn expired_events(s: &TestServer, id: &str) -> Vec<accessgrant::audit::Aud
         .collect()
 }
 
+/// Several more sweeps on each server: the sweep waits on the server's manual clock, so each
+/// move of it by more than the interval is one more sweep (clocks move together, as replicas'
+/// clocks would).
+async fn more_sweeps(servers: &[&TestServer]) {
+    for _ in 0..5 {
+        for server in servers {
+            server.clock.advance(Duration::seconds(1));
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+}
+
 async fn count_expired(s: &TestServer) -> i64 {
     s.count("SELECT COUNT(*) FROM audit_events WHERE kind = 'GRANT_EXPIRED'")
         .await
@@ -42,7 +54,7 @@ async fn wait_for_expired(s: &TestServer, n: i64) {
     );
 }
 
-/// Three replicas sweep every 50 ms: each lapse is recorded exactly once, by the system, with
+/// Three replicas sweep every 50 ms of their clocks: each lapse is recorded exactly once, by the system, with
 /// the grant-based assumptions that ran out with it; deleted accounts get nothing; a new
 /// period lapses (and is recorded) again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +90,7 @@ async fn each_lapse_is_recorded_once_across_three_sweeping_replicas() {
     let grant_end = s.grant("acct-0").await.expire_time.unwrap();
 
     // Nothing has lapsed yet: sweeps find nothing.
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    more_sweeps(&[&s, &r1, &r2]).await;
     assert_eq!(count_expired(&s).await, 0);
 
     for server in [&s, &r1, &r2] {
@@ -88,7 +100,7 @@ async fn each_lapse_is_recorded_once_across_three_sweeping_replicas() {
     }
     wait_for_expired(&s, 10).await;
     // Many more sweep rounds on all three replicas: still exactly one per lapse.
-    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    more_sweeps(&[&s, &r1, &r2]).await;
     assert_eq!(count_expired(&s).await, 10);
     for id in &ids {
         let events = expired_events(&s, id).await;
@@ -117,7 +129,7 @@ async fn each_lapse_is_recorded_once_across_three_sweeping_replicas() {
             .advance(Duration::days(1) + Duration::seconds(1));
     }
     wait_for_expired(&s, 11).await;
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    more_sweeps(&[&s, &r1, &r2]).await;
     assert_eq!(expired_events(&s, "acct-1").await.len(), 2);
     assert_eq!(count_expired(&s).await, 11);
 
@@ -167,7 +179,7 @@ async fn a_change_records_a_pending_lapse_before_itself() {
         Backend::Postgres => spawn_replica(&s, |c| c.expiry_sweep_interval = FAST).await,
         Backend::Sqlite => common::restart_with(s, |c| c.expiry_sweep_interval = FAST).await,
     };
-    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    more_sweeps(&[&r]).await;
     assert_eq!(expired_events(&r, "acme").await.len(), 1);
 }
 
@@ -206,7 +218,7 @@ async fn a_backlog_larger_than_one_sweep_batch_is_fully_recorded_once() {
     s.clock.advance(Duration::days(2));
     // More than one sweep transaction's worth (200): all of them, each once.
     wait_for_expired(&s, 260).await;
-    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    more_sweeps(&[&s]).await;
     assert_eq!(count_expired(&s).await, 260);
 }
 
@@ -234,7 +246,7 @@ async fn damaged_accounts_do_not_stop_the_sweep() {
     s.clock.advance(Duration::days(2));
     wait_for_expired(&s, 4).await;
     // Several more sweeps: the damaged accounts keep failing alone, nothing is written twice.
-    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    more_sweeps(&[&s]).await;
     for id in &damaged {
         assert!(expired_events(&s, id).await.is_empty(), "{id}");
     }

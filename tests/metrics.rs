@@ -453,3 +453,30 @@ async fn a_failing_expiry_sweep_is_counted() {
     }
     panic!("{metric} did not move past {before} in 5 s");
 }
+
+/// The one database error classifier labels what it counts: a write colliding with a stored
+/// key (a deleted chain head) answers `INTERNAL` and counts
+/// `accessgrant_db_errors_total{kind="damaged"}`, whichever backend raised it.
+#[tokio::test]
+async fn damaged_stored_state_is_counted_as_damaged() {
+    let _turn = COUNTERS.lock().await;
+    let addr = free_port();
+    let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.enable("acme", pb::AccessDuration::OneWeek).await.unwrap();
+    s.sql("DELETE FROM audit_chain_heads WHERE account_id = 'acme'")
+        .await;
+    let metric = "accessgrant_db_errors_total";
+    let before = value(&scrape(addr).await, metric, &[("kind", "damaged")]);
+    let status = s
+        .support()
+        .authorize_assumption(authorize_request("acme"))
+        .await
+        .unwrap_err();
+    assert_error(&status, tonic::Code::Internal, "INTERNAL");
+    let after = value(&scrape(addr).await, metric, &[("kind", "damaged")]);
+    assert!(
+        after >= before + 1.0,
+        "{metric}{{kind=damaged}}: {before} -> {after}"
+    );
+}

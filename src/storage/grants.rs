@@ -46,37 +46,45 @@ pub(crate) struct AccountGrantRow {
     pub(crate) grant_update_time_us: i64,
     pub(crate) update_user_id: String,
     pub(crate) version: i64,
+    pub(crate) expiry_recorded_us: Option<i64>,
 }
 
 /// The account ⋈ grant read, up to its `WHERE`.
 pub(crate) const JOINED_SELECT: &str = "SELECT a.account_id, a.plan, a.create_time_us, \
      a.update_time_us, a.delete_time_us, g.enabled, g.duration, g.enable_time_us, \
-     g.expire_time_us, g.update_time_us AS grant_update_time_us, g.update_user_id, g.version \
-     FROM accounts a JOIN access_grants g ON g.account_id = a.account_id";
+     g.expire_time_us, g.update_time_us AS grant_update_time_us, g.update_user_id, g.version, \
+     g.expiry_recorded_us FROM accounts a JOIN access_grants g ON g.account_id = a.account_id";
 
 impl AccountGrantRow {
+    /// The row's columns, per table.
+    pub(crate) fn into_models(self) -> (account::Model, access_grant::Model) {
+        let r = self;
+        (
+            account::Model {
+                account_id: r.account_id.clone(),
+                plan: r.plan,
+                create_time_us: r.create_time_us,
+                update_time_us: r.update_time_us,
+                delete_time_us: r.delete_time_us,
+            },
+            access_grant::Model {
+                account_id: r.account_id,
+                enabled: r.enabled,
+                duration: r.duration,
+                enable_time_us: r.enable_time_us,
+                expire_time_us: r.expire_time_us,
+                update_time_us: r.grant_update_time_us,
+                update_user_id: r.update_user_id,
+                version: r.version,
+                expiry_recorded_us: r.expiry_recorded_us,
+            },
+        )
+    }
+
     /// Decodes the row.
     pub(crate) fn into_domain(self) -> Result<(Account, GrantRecord), Error> {
-        let r = self;
-        let account = accounts::to_domain(account::Model {
-            account_id: r.account_id.clone(),
-            plan: r.plan,
-            create_time_us: r.create_time_us,
-            update_time_us: r.update_time_us,
-            delete_time_us: r.delete_time_us,
-        })?;
-        let grant = to_domain(access_grant::Model {
-            account_id: r.account_id,
-            enabled: r.enabled,
-            duration: r.duration,
-            enable_time_us: r.enable_time_us,
-            expire_time_us: r.expire_time_us,
-            update_time_us: r.grant_update_time_us,
-            update_user_id: r.update_user_id,
-            version: r.version,
-            expiry_recorded_us: None,
-        })?;
-        Ok((account, grant))
+        let (account, grant) = self.into_models();
+        Ok((accounts::to_domain(account)?, to_domain(grant)?))
     }
 }
 

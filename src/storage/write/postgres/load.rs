@@ -11,7 +11,8 @@ use sea_orm::{
 use crate::{
     domain::{Error, assumption::Basis},
     storage::{
-        entities::{access_grant, account, assumption, audit_chain_head, idempotency_record},
+        entities::{assumption, audit_chain_head, idempotency_record},
+        grants::{AccountGrantRow, JOINED_SELECT},
         to_us,
         write::{
             columns,
@@ -20,24 +21,6 @@ use crate::{
         },
     },
 };
-
-/// One row of the account ⋈ grant read.
-#[derive(Debug, FromQueryResult)]
-struct Joined {
-    account_id: String,
-    plan: String,
-    create_time_us: i64,
-    update_time_us: i64,
-    delete_time_us: Option<i64>,
-    enabled: bool,
-    duration: Option<String>,
-    enable_time_us: Option<i64>,
-    expire_time_us: Option<i64>,
-    grant_update_time_us: i64,
-    update_user_id: String,
-    version: i64,
-    expiry_recorded_us: Option<i64>,
-}
 
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
@@ -70,39 +53,20 @@ pub(super) async fn load(
     if !accounts.is_empty() {
         let backend = txn.get_database_backend();
         let sql = format!(
-            "SELECT a.account_id, a.plan, a.create_time_us, a.update_time_us, a.delete_time_us, \
-             g.enabled, g.duration, g.enable_time_us, g.expire_time_us, \
-             g.update_time_us AS grant_update_time_us, g.update_user_id, g.version, \
-             g.expiry_recorded_us \
-             FROM accounts a JOIN access_grants g ON g.account_id = a.account_id \
-             WHERE a.account_id IN ({})",
+            "{JOINED_SELECT} WHERE a.account_id IN ({})",
             placeholders(1, accounts.len())
         );
         let values: Vec<Value> = accounts.iter().map(|id| Value::from(id.as_str())).collect();
-        let rows = Joined::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
-            .all(txn)
-            .await?;
-        for r in rows {
-            loaded.accounts.push(columns::account_with_grant(
-                account::Model {
-                    account_id: r.account_id.clone(),
-                    plan: r.plan,
-                    create_time_us: r.create_time_us,
-                    update_time_us: r.update_time_us,
-                    delete_time_us: r.delete_time_us,
-                },
-                access_grant::Model {
-                    account_id: r.account_id,
-                    enabled: r.enabled,
-                    duration: r.duration,
-                    enable_time_us: r.enable_time_us,
-                    expire_time_us: r.expire_time_us,
-                    update_time_us: r.grant_update_time_us,
-                    update_user_id: r.update_user_id,
-                    version: r.version,
-                    expiry_recorded_us: r.expiry_recorded_us,
-                },
-            )?);
+        let rows = AccountGrantRow::find_by_statement(Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .all(txn)
+        .await?;
+        for row in rows {
+            let (account, grant) = row.into_models();
+            loaded
+                .accounts
+                .push(columns::account_with_grant(account, grant)?);
         }
         let heads = audit_chain_head::Entity::find()
             .filter(audit_chain_head::Column::AccountId.is_in(accounts.iter().cloned()))

@@ -7,6 +7,7 @@ use crate::{
     domain::{Error, assumption::Basis},
     storage::{
         entities::{access_grant, account, assumption},
+        grants::JOINED_SELECT,
         to_us,
         write::{
             columns,
@@ -33,6 +34,7 @@ fn assumption_model(r: &Row<'_>) -> rusqlite::Result<assumption::Model> {
     })
 }
 
+/// An account ⋈ grant row, columns in [`JOINED_SELECT`] order.
 fn account_models(r: &Row<'_>) -> rusqlite::Result<(account::Model, access_grant::Model)> {
     let account_id: String = r.get(0)?;
     Ok((
@@ -77,13 +79,8 @@ pub(super) fn load(conn: &Connection, keys: &Keys, now: DateTime<Utc>) -> Result
         }
     }
     if !accounts.is_empty() {
-        let mut joined = conn.prepare_cached(
-            "SELECT a.account_id, a.plan, a.create_time_us, a.update_time_us, a.delete_time_us, \
-             g.enabled, g.duration, g.enable_time_us, g.expire_time_us, g.update_time_us, \
-             g.update_user_id, g.version, g.expiry_recorded_us \
-             FROM accounts a JOIN access_grants g ON g.account_id = a.account_id \
-             WHERE a.account_id = ?1",
-        )?;
+        let mut joined =
+            conn.prepare_cached(&format!("{JOINED_SELECT} WHERE a.account_id = ?1"))?;
         let mut head = conn.prepare_cached(
             "SELECT last_sequence, last_hash, last_occur_time_us FROM audit_chain_heads \
              WHERE account_id = ?1",

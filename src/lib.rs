@@ -67,6 +67,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod checkpoints;
 pub mod clock;
 pub mod config;
 pub mod connections;

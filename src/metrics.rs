@@ -97,6 +97,14 @@ families! {
         "Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2 preface within [limits] handshake_timeout.";
     EXPIRY_SWEEP_FAILURES: Counter = "accessgrant_expiry_sweep_failures_total",
         "Expiry-sweep write transactions that failed (a damaged account fails its own on every sweep).";
+    CHECKPOINTS_SIGNED: Counter = "accessgrant_checkpoints_signed_total",
+        "Audit checkpoints this replica signed and stored.";
+    CHECKPOINT_REFUSALS: Counter = "accessgrant_checkpoint_refusals_total",
+        "Signing rounds refused because the stored Merkle tree no longer extends a signed checkpoint (the log was rewritten or restored: see the runbook).";
+    CHECKPOINT_FAILURES: Counter = "accessgrant_checkpoint_failures_total",
+        "Signing rounds that failed (database unavailable or damaged tree).";
+    CHECKPOINT_TREE_SIZE: Gauge = "accessgrant_checkpoint_tree_size",
+        "Tree size of the latest checkpoint this replica signed or found signed.";
     READY: Gauge = "accessgrant_ready",
         "1 while health reports SERVING, 0 otherwise.";
     BUILD_INFO: Gauge = "accessgrant_build_info",
@@ -146,6 +154,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                         CONNECTIONS_EVICTED,
                         HANDSHAKE_FAILURES,
                         EXPIRY_SWEEP_FAILURES,
+                        CHECKPOINTS_SIGNED,
+                        CHECKPOINT_REFUSALS,
+                        CHECKPOINT_FAILURES,
                     ] {
                         metrics::counter!(counter).increment(0);
                     }

@@ -71,6 +71,9 @@ pub enum ServeError {
          use a file (sqlite://PATH?mode=rwc)"
     )]
     InMemoryDatabase,
+    /// No usable checkpoint signing key.
+    #[error("{0}")]
+    Signer(#[from] crate::checkpoints::SignerError),
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -114,12 +117,17 @@ pub async fn run(
     let serve_lock = crate::storage::sqlite_file::path_of(&config.database_url)
         .map(|path| crate::storage::sqlite_file::ServeLock::acquire(&path))
         .transpose()?;
+    // The key before the database: a misconfigured key stops the start with nothing touched.
+    let signer = crate::checkpoints::signer(
+        &config.audit,
+        crate::storage::sqlite_file::path_of(&config.database_url),
+    )?;
     let metrics_task = crate::metrics::start(config.metrics_listen).await;
     let store = open_store(&config).await?;
     if let Some(lock) = &serve_lock {
         store.watch_serve_lock(lock);
     }
-    let app = App::new(store.clone(), clock, config.service.clone());
+    let app = App::new(store.clone(), clock, config.service.clone(), signer);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
@@ -142,6 +150,14 @@ pub async fn run(
     let sweeper = tokio::spawn(sweep_expired_grants(
         app.clone(),
         config.expiry_sweep_interval,
+    ));
+    // A checkpoint of the log as it stands before serving, so GetAuditCheckpoint answers
+    // from the first request.
+    let signed = crate::checkpoints::round(&app, None).await;
+    let signing = tokio::spawn(crate::checkpoints::run(
+        app.clone(),
+        config.audit.checkpoint_interval,
+        signed,
     ));
     set_health(&reporter, ServingStatus::Serving).await;
     reporter
@@ -234,6 +250,7 @@ pub async fn run(
     };
     upkeep.abort();
     sweeper.abort();
+    signing.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

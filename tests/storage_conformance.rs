@@ -22,11 +22,15 @@ use accessgrant::{
         write::{
             Backend, ChainHead, Changes, GrantRow, Keys, Loaded,
             postgres::PostgresBackend,
+            CheckpointRow,
             rows::{AssumptionRow, EventRow, ResponseRow, StoredResponse},
             sqlite::SqliteBackend,
         },
     },
 };
+use std::collections::HashMap;
+
+use accessgrant::transparency::{Checkpoint, Hash, NodeKey, merkle};
 use chrono::{DateTime, Duration, Utc};
 use common::{Backend as Which, backend, migrated_store, t0};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
@@ -49,6 +53,27 @@ impl Backend for Under {
         match self {
             Under::Sqlite(b) => b.load(keys, now).await,
             Under::Postgres(b) => b.load(keys, now).await,
+        }
+    }
+
+    async fn tree_size(&mut self) -> Result<u64, Error> {
+        match self {
+            Under::Sqlite(b) => b.tree_size().await,
+            Under::Postgres(b) => b.tree_size().await,
+        }
+    }
+
+    async fn tree_nodes(&mut self, keys: &[NodeKey]) -> Result<HashMap<NodeKey, Hash>, Error> {
+        match self {
+            Under::Sqlite(b) => b.tree_nodes(keys).await,
+            Under::Postgres(b) => b.tree_nodes(keys).await,
+        }
+    }
+
+    async fn latest_checkpoint(&mut self, origin: &str) -> Result<Option<CheckpointRow>, Error> {
+        match self {
+            Under::Sqlite(b) => b.latest_checkpoint(origin).await,
+            Under::Postgres(b) => b.latest_checkpoint(origin).await,
         }
     }
 
@@ -210,6 +235,7 @@ fn events(account: &str, first: i64, n: i64, prev: &[u8], at: DateTime<Utc>) -> 
                 request_id: format!("req-{sequence}"),
                 prev_hash: prev.clone(),
                 hash: hash.clone(),
+                leaf_index: sequence - 1,
             };
             prev = hash;
             e
@@ -339,6 +365,7 @@ async fn what_a_transaction_writes_loads_back_identically() {
             request_id: s.request_id.clone(),
             prev_hash: s.prev_hash.clone(),
             hash: s.hash.clone(),
+            leaf_index: s.leaf_index,
         };
         assert_eq!(&back, e);
     }
@@ -713,4 +740,48 @@ async fn a_colliding_event_is_damage_and_leaves_nothing() {
     })
     .await;
     assert_eq!(db.events("acme").await.len(), 3);
+}
+
+/// Tree nodes and checkpoints written through a backend read back through it: the size is
+/// one past the newest node's last leaf, nodes come back by key (absent ones left out), and
+/// the latest checkpoint is the origin's largest.
+#[tokio::test]
+async fn tree_nodes_and_checkpoints_round_trip() {
+    let mut db = Db::fresh().await;
+    db.backend.begin().await.unwrap();
+    assert_eq!(db.backend.tree_size().await.unwrap(), 0);
+    assert_eq!(db.backend.latest_checkpoint("o").await.unwrap(), None);
+    db.backend.rollback().await;
+
+    let leaves: Vec<Vec<u8>> = (0..11_u8).map(|i| vec![i; 32]).collect();
+    let slices: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
+    let appended = merkle::append(0, &[], &slices).unwrap();
+    let checkpoint = |size: u64| CheckpointRow {
+        checkpoint: Checkpoint {
+            origin: "o".into(),
+            size,
+            root: [size as u8; 32],
+        },
+        note: format!("note {size}"),
+        sign_time_us: size as i64,
+    };
+    let changes = Changes {
+        tree_nodes: appended.nodes.clone(),
+        checkpoints: vec![checkpoint(3), checkpoint(11)],
+        ..Changes::default()
+    };
+    db.commit(&changes).await;
+
+    db.backend.begin().await.unwrap();
+    assert_eq!(db.backend.tree_size().await.unwrap(), 11);
+    let mut keys: Vec<NodeKey> = appended.nodes.iter().map(|(k, _)| *k).collect();
+    keys.push(NodeKey { level: 4, index: 0 });
+    let nodes = db.backend.tree_nodes(&keys).await.unwrap();
+    assert_eq!(nodes, appended.nodes.iter().copied().collect::<HashMap<_, _>>());
+    assert_eq!(
+        db.backend.latest_checkpoint("o").await.unwrap(),
+        Some(checkpoint(11))
+    );
+    assert_eq!(db.backend.latest_checkpoint("other").await.unwrap(), None);
+    db.backend.rollback().await;
 }

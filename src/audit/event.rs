@@ -127,6 +127,8 @@ pub struct NewEvent {
 pub struct AuditEvent {
     /// Position in the global commit order (for watching).
     pub global_position: i64,
+    /// Leaf in the Merkle tree (dense, 0-based, in the same commit order).
+    pub leaf_index: i64,
     /// Unique id.
     pub event_id: String,
     /// The account.

@@ -25,6 +25,16 @@ pub(super) struct FileConfig {
     pub limits: Option<FileLimits>,
     pub database: Option<FileDatabase>,
     pub expiry: Option<FileExpiry>,
+    pub audit: Option<FileAudit>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAudit {
+    pub signing_key_file: Option<PathBuf>,
+    pub origin: Option<String>,
+    pub checkpoint_interval: Option<String>,
 }
 
 /// `[database]`.

@@ -16,6 +16,7 @@
 //!   sections.
 
 mod addresses;
+mod audit;
 mod database;
 mod duration;
 mod error;
@@ -92,6 +93,8 @@ pub struct Config {
     pub database: DatabaseSettings,
     /// How often lapsed grants are looked for, to audit their expiry.
     pub expiry_sweep_interval: Duration,
+    /// `[audit]`: the checkpoint signing key, the log's name, the signing cadence.
+    pub audit: crate::service::transparency::AuditSettings,
 }
 
 impl Config {
@@ -133,6 +136,7 @@ impl Config {
                 reason: "must be greater than zero".into(),
             });
         }
+        let audit = audit::settings(file.audit.unwrap_or_default())?;
         let metrics_listen = addresses::metrics_listen(
             &overrides
                 .metrics_listen
@@ -151,6 +155,7 @@ impl Config {
             limits,
             database,
             expiry_sweep_interval,
+            audit,
         })
     }
 }

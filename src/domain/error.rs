@@ -81,6 +81,23 @@ pub enum Error {
         /// The log's last position.
         last: i64,
     },
+    /// A tree size above the latest signed checkpoint's, or an event whose leaf is not in a
+    /// tree of the size asked for: nothing signed covers it yet.
+    #[error("tree size {requested} is out of range (latest signed size {latest})")]
+    TreeSizeOutOfRange {
+        /// The field that named it.
+        field: &'static str,
+        /// The size asked for (or needed by the event's leaf).
+        requested: u64,
+        /// The latest signed checkpoint's size.
+        latest: u64,
+    },
+    /// No audit event has this id.
+    #[error("audit event not found")]
+    EventNotFound,
+    /// The server has not signed its first checkpoint yet (it does so right after start).
+    #[error("no checkpoint signed yet")]
+    NoCheckpointYet,
     /// The database could not complete the operation; nothing was committed. The cause is
     /// logged server-side and never sent to the client.
     #[error("storage unavailable: {0}")]

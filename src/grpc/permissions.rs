@@ -21,7 +21,7 @@ pub enum Requirement {
 }
 
 /// Every RPC of the contract and its requirement.
-pub const TABLE: [(&str, Requirement); 13] = {
+pub const TABLE: [(&str, Requirement); 16] = {
     use Permission::*;
     use Requirement::Permission as P;
     [
@@ -74,6 +74,18 @@ pub const TABLE: [(&str, Requirement); 13] = {
         (
             "/accessgrant.v1.AuditService/WatchAuditEvents",
             Requirement::DecidedByHandler,
+        ),
+        (
+            "/accessgrant.v1.AuditService/GetAuditCheckpoint",
+            P(AuditRead),
+        ),
+        (
+            "/accessgrant.v1.AuditService/GetAuditInclusionProof",
+            P(AuditRead),
+        ),
+        (
+            "/accessgrant.v1.AuditService/GetAuditConsistencyProof",
+            P(AuditRead),
         ),
     ]
 };

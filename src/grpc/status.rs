@@ -150,6 +150,35 @@ impl From<Error> for Status {
                     "beyond the log's last position: it comes from another history (a restore from backup?); watch again from 0 and skip the event_ids you already have",
                 ),
             ),
+            Error::TreeSizeOutOfRange {
+                field,
+                requested,
+                latest,
+            } => status_with_metadata(
+                Code::OutOfRange,
+                "TREE_SIZE_OUT_OF_RANGE",
+                &[
+                    ("requested_tree_size", requested.to_string()),
+                    ("latest_tree_size", latest.to_string()),
+                ],
+                "no signed checkpoint covers that tree size yet; ask for the latest checkpoint and use its size",
+                ErrorDetails::with_bad_request_violation(
+                    field,
+                    "above the latest signed checkpoint's tree size (or the event's leaf is not inside a tree of that size)",
+                ),
+            ),
+            Error::EventNotFound => status(
+                Code::NotFound,
+                "EVENT_NOT_FOUND",
+                "no audit event has that event_id",
+                ErrorDetails::new(),
+            ),
+            Error::NoCheckpointYet => status(
+                Code::Unavailable,
+                "NO_CHECKPOINT_YET",
+                "the server has not signed its first checkpoint yet; retry in a second",
+                ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(1))),
+            ),
             Error::Storage(cause) => {
                 tracing::warn!(%cause, "request failed: storage unavailable");
                 status(

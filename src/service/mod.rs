@@ -8,6 +8,7 @@ pub mod commands;
 pub mod expiry;
 pub mod grants;
 pub mod support_access;
+pub mod transparency;
 
 pub use crate::domain::permission::Caller;
 pub use crate::storage::write::Idempotency;
@@ -58,12 +59,20 @@ pub struct App {
     pub(crate) settings: Arc<Settings>,
     /// The group-commit loop every change goes through.
     writer: Writer,
+    /// The audit log's signing identity.
+    pub(crate) signer: Arc<transparency::Signer>,
 }
 
 impl App {
     /// Assembles the application and starts its write loop (needs a Tokio runtime).
-    pub fn new(store: Store, clock: SharedClock, settings: Settings) -> Self {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        settings: Settings,
+        signer: transparency::Signer,
+    ) -> Self {
         Self {
+            signer: Arc::new(signer),
             writer: write::start(store.clone(), clock.clone()),
             store,
             clock,

@@ -28,6 +28,7 @@ pub fn to_domain(m: audit_event::Model) -> Result<AuditEvent, Error> {
             .ok_or_else(|| Error::Internal(format!("stored actor type {:?}", m.actor_type)))?,
         occur_time: from_us(m.occur_time_us)?,
         global_position: m.global_position,
+        leaf_index: m.leaf_index,
         event_id: m.event_id,
         account_id: m.account_id,
         sequence: m.sequence,

@@ -34,6 +34,7 @@ pub mod grants;
 pub mod migrations;
 pub mod sqlite_file;
 pub mod thread_priority;
+pub mod tree;
 pub mod write;
 
 use std::{ops::Deref, sync::Arc, time::Duration};

@@ -245,6 +245,13 @@ pub async fn spawn_on(
     // no test moves it by a century, so events counted by a test never depend on a sweep
     // racing its clock changes. Sweep tests set a short interval and move the clock past it.
     config.expiry_sweep_interval = Duration::from_secs(100 * 365 * 24 * 3600);
+    // PostgreSQL needs a configured signing key, the same for every replica and restart of
+    // a database (SQLite servers create theirs beside the file, as in production).
+    if db_path.is_none() {
+        let key = dir.path().join("audit-key.pem");
+        std::fs::write(&key, TEST_SIGNING_KEY).unwrap();
+        config.audit.signing_key_file = Some(key);
+    }
     adjust(&mut config);
     let clock = Arc::new(ManualClock::new(t0()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -271,6 +278,11 @@ pub async fn spawn_on(
         _dir: dir,
     }
 }
+
+/// The PostgreSQL tests' checkpoint signing key (RFC 8410 §10.3's example key).
+pub const TEST_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----\n\
+    MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+    -----END PRIVATE KEY-----\n";
 
 /// Connects, retrying while the server migrates.
 pub async fn connect(addr: SocketAddr) -> Channel {

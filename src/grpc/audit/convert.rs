@@ -7,7 +7,10 @@ use crate::{
     domain::{Error, FieldViolation, error::Violations, ids::AccountId},
     grpc::fields::{enum_value, time_from_pb, timestamp},
     proto::v1 as pb,
-    service::audit::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE},
+    service::{
+        audit::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE},
+        transparency::InclusionProof,
+    },
 };
 
 fn kind_from_pb(value: i32, field: &str) -> Result<EventKind, FieldViolation> {
@@ -140,6 +143,55 @@ impl From<AuditEvent> for pb::AuditEvent {
             request_id: e.request_id,
             prev_hash: e.prev_hash,
             hash: e.hash,
+            leaf_index: e.leaf_index,
         }
+    }
+}
+
+/// Longest event id accepted (ids are UUIDs; the column holds 64).
+const MAX_EVENT_ID_LEN: usize = 64;
+
+/// `GetAuditInclusionProof`'s event id and tree size (0: the latest signed).
+pub fn inclusion_request(r: pb::GetAuditInclusionProofRequest) -> Result<(String, u64), Error> {
+    let mut v = Violations::new();
+    if r.event_id.is_empty() {
+        v.push(FieldViolation::new("event_id", "required"));
+    } else if r.event_id.len() > MAX_EVENT_ID_LEN {
+        v.push(FieldViolation::new(
+            "event_id",
+            format!("at most {MAX_EVENT_ID_LEN} bytes"),
+        ));
+    }
+    let size = v.check(tree_size(r.tree_size, "tree_size"));
+    v.finish(size.map(|s| (r.event_id, s)))
+}
+
+/// `GetAuditConsistencyProof`'s sizes (second 0: the latest signed).
+pub fn consistency_request(r: pb::GetAuditConsistencyProofRequest) -> Result<(u64, u64), Error> {
+    let mut v = Violations::new();
+    let first = v.check(tree_size(r.first_tree_size, "first_tree_size"));
+    let second = v.check(tree_size(r.second_tree_size, "second_tree_size"));
+    if let (Some(f), Some(s)) = (first, second)
+        && s != 0
+        && f > s
+    {
+        v.push(FieldViolation::new(
+            "first_tree_size",
+            "must not be above second_tree_size",
+        ));
+    }
+    v.finish(first.zip(second))
+}
+
+fn tree_size(value: i64, field: &str) -> Result<u64, FieldViolation> {
+    u64::try_from(value).map_err(|_| FieldViolation::new(field, "must not be negative"))
+}
+
+/// An inclusion proof on the wire.
+pub fn inclusion_response(p: InclusionProof) -> pb::GetAuditInclusionProofResponse {
+    pb::GetAuditInclusionProofResponse {
+        leaf_index: i64::try_from(p.leaf_index).unwrap_or(i64::MAX),
+        tree_size: i64::try_from(p.tree_size).unwrap_or(i64::MAX),
+        hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
     }
 }

@@ -81,4 +81,42 @@ impl AuditService for AuditApi {
             first_broken_event_id: verification.first_broken_event_id.unwrap_or_default(),
         }))
     }
+
+    async fn get_audit_checkpoint(
+        &self,
+        request: Request<pb::GetAuditCheckpointRequest>,
+    ) -> Result<Response<pb::GetAuditCheckpointResponse>, Status> {
+        let (caller, _slot) = admit(&request)?;
+        let (checkpoint, verifier_key) = self.app.audit_checkpoint(&caller).await?;
+        Ok(Response::new(pb::GetAuditCheckpointResponse {
+            checkpoint,
+            verifier_key,
+        }))
+    }
+
+    async fn get_audit_inclusion_proof(
+        &self,
+        request: Request<pb::GetAuditInclusionProofRequest>,
+    ) -> Result<Response<pb::GetAuditInclusionProofResponse>, Status> {
+        let (caller, _slot) = admit(&request)?;
+        let (event_id, tree_size) = convert::inclusion_request(request.into_inner())?;
+        let proof = self
+            .app
+            .inclusion_proof(&event_id, tree_size, &caller)
+            .await?;
+        Ok(Response::new(convert::inclusion_response(proof)))
+    }
+
+    async fn get_audit_consistency_proof(
+        &self,
+        request: Request<pb::GetAuditConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetAuditConsistencyProofResponse>, Status> {
+        let (caller, _slot) = admit(&request)?;
+        let (first, second) = convert::consistency_request(request.into_inner())?;
+        let (second_tree_size, hashes) = self.app.consistency_proof(first, second, &caller).await?;
+        Ok(Response::new(pb::GetAuditConsistencyProofResponse {
+            second_tree_size: i64::try_from(second_tree_size).unwrap_or(i64::MAX),
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod assumption;
+pub mod checkpoint;
 pub mod grant;
 pub mod lapse;
 pub mod prune;

@@ -34,6 +34,8 @@ pub struct Model {
     pub prev_hash: Vec<u8>,
     /// This event's hash.
     pub hash: Vec<u8>,
+    /// Its leaf in the Merkle tree: dense, in commit order across all accounts.
+    pub leaf_index: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -6,5 +6,7 @@ pub mod access_grant;
 pub mod account;
 pub mod assumption;
 pub mod audit_chain_head;
+pub mod audit_checkpoint;
 pub mod audit_event;
+pub mod audit_tree_node;
 pub mod idempotency_record;

@@ -6,11 +6,16 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use std::collections::HashMap;
+
 use super::{
     keys::{Keys, Loaded},
-    rows::Changes,
+    rows::{Changes, CheckpointRow},
 };
-use crate::domain::Error;
+use crate::{
+    domain::Error,
+    transparency::{Hash, NodeKey},
+};
 
 /// One database's side of the group-commit loop. Calls come in the order `begin`, `load`,
 /// `write`, `commit` (or `rollback` after any failure); errors are already classified
@@ -26,7 +31,23 @@ pub trait Backend: Send + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Loaded, Error>> + Send;
 
-    /// Writes every change of the batch inside the open transaction.
+    /// Leaves in the stored Merkle tree (inside the open transaction).
+    fn tree_size(&mut self) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// The stored tree nodes among `keys` (absent ones are left out).
+    fn tree_nodes(
+        &mut self,
+        keys: &[NodeKey],
+    ) -> impl Future<Output = Result<HashMap<NodeKey, Hash>, Error>> + Send;
+
+    /// The latest checkpoint signed for `origin`.
+    fn latest_checkpoint(
+        &mut self,
+        origin: &str,
+    ) -> impl Future<Output = Result<Option<CheckpointRow>, Error>> + Send;
+
+    /// Writes every change of the batch inside the open transaction (events with their
+    /// `leaf_index`, the tree nodes and checkpoints included).
     fn write(&mut self, changes: &Changes) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Commits durably; on failure nothing of the batch is written.

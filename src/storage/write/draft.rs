@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    rows::{AssumptionRow, ChainHead, Changes, EventRow, GrantRow, ResponseRow, StoredResponse},
+    rows::{
+        AssumptionRow, ChainHead, Changes, CheckpointRow, EventRow, GrantRow, ResponseRow,
+        StoredResponse, TreeState, UNASSIGNED_LEAF,
+    },
     view::{View, not_announced, not_before},
 };
 use crate::{
@@ -309,6 +312,7 @@ impl<'v> Draft<'v> {
             request_id,
             prev_hash: head.last_hash,
             hash,
+            leaf_index: UNASSIGNED_LEAF,
         });
         Ok(Appended { event_id, sequence })
     }
@@ -327,6 +331,16 @@ impl<'v> Draft<'v> {
             response,
             create_time_us: to_us(now),
         });
+    }
+
+    /// The Merkle tree's state (announced with `Keys::tree`).
+    pub fn tree(&self) -> Result<&TreeState, Error> {
+        self.view.tree()
+    }
+
+    /// Stores a signed checkpoint.
+    pub fn put_checkpoint(&mut self, row: CheckpointRow) {
+        self.changes.checkpoints.push(row);
     }
 
     /// Deletes stored responses created before `cutoff`.

@@ -17,17 +17,22 @@
 //! each waiting for it. If a commit fails, every command of that transaction is answered with
 //! the error: nothing of it was written, nothing acknowledged.
 //!
+//! Events become the Merkle tree's next leaves right before the batch's rows are written,
+//! in the same transaction (`write::tree`): the tree never differs from what was committed.
+//!
 //! The loop owns the commands: a client that disconnects never cuts a transaction in half.
 
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::{
     backend::Backend,
     command::{Command, Idempotency, Job, Submitted},
-    keys::Keys,
+    keys::{Keys, Loaded},
     rows::Changes,
+    tree,
     view::View,
 };
 use crate::{clock::SharedClock, domain::Error, storage::Store};
@@ -171,7 +176,7 @@ impl<B: Backend> Loop<B> {
         for job in &jobs {
             job.announce(&mut keys);
         }
-        let mut view = match self.backend.load(&keys, now).await {
+        let mut view = match self.load(&keys, now).await {
             Ok(loaded) => View::new(&keys, loaded),
             Err(e) => {
                 self.backend.rollback().await;
@@ -205,7 +210,11 @@ impl<B: Backend> Loop<B> {
             }
             return Attempt::Answered;
         }
-        if let Err(e) = self.backend.write(&changes).await {
+        let written = match tree::place_events(&mut self.backend, &mut changes).await {
+            Ok(()) => self.backend.write(&changes).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             self.backend.rollback().await;
             if mode == Mode::Batch && kept.len() > 1 {
                 return Attempt::WriteFailed(kept);
@@ -222,6 +231,15 @@ impl<B: Backend> Loop<B> {
             job.answer(Ok(()));
         }
         Attempt::Answered
+    }
+
+    /// Reads what `keys` announced, the tree's state included.
+    async fn load(&mut self, keys: &Keys, now: DateTime<Utc>) -> Result<Loaded, Error> {
+        let mut loaded = self.backend.load(keys, now).await?;
+        if let Some(tree_keys) = &keys.tree {
+            loaded.tree = Some(tree::load_state(&mut self.backend, tree_keys).await?);
+        }
+        Ok(loaded)
     }
 
     /// After the commit, before anyone is answered: count the events by kind, drop the

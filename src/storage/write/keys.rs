@@ -1,7 +1,7 @@
 //! What a batch announces it will read ([`Keys`]) and what a backend found for it
 //! ([`Loaded`]).
 
-use super::rows::{ChainHead, GrantRow, StoredResponse};
+use super::rows::{ChainHead, GrantRow, StoredResponse, TreeState};
 use crate::domain::{account::Account, assumption::Assumption};
 
 /// The rows a batch reads up front, announced by its commands before any of them runs.
@@ -15,6 +15,19 @@ pub struct Keys {
     pub assumptions: Vec<String>,
     /// `(rpc, request_id)` responses.
     pub responses: Vec<(String, String)>,
+    /// The Merkle tree's state, for signing a checkpoint.
+    pub tree: Option<TreeKeys>,
+}
+
+/// What a checkpoint signer reads of the tree: its size, the latest checkpoint of `origin`,
+/// and the roots the stored nodes give at that checkpoint's size, at the current size and at
+/// each of `roots_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeKeys {
+    /// The log whose latest checkpoint is read.
+    pub origin: String,
+    /// More sizes whose stored roots are wanted (those above the tree's size are skipped).
+    pub roots_at: Vec<u64>,
 }
 
 impl Keys {
@@ -63,4 +76,6 @@ pub struct Loaded {
     pub assumptions: Vec<Assumption>,
     /// Stored responses, keyed `(rpc, request_id)`.
     pub responses: Vec<((String, String), StoredResponse)>,
+    /// The tree's state, when announced.
+    pub tree: Option<TreeState>,
 }

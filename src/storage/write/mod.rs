@@ -15,14 +15,15 @@ pub mod keys;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
+pub mod tree;
 pub mod view;
 
 pub use backend::Backend;
 pub use command::{Command, Idempotency};
 pub use draft::{Appended, Draft};
 pub use group_commit::{MAX_BATCH, Writer};
-pub use keys::{Keys, Loaded};
-pub use rows::{ChainHead, Changes, GrantRow};
+pub use keys::{Keys, Loaded, TreeKeys};
+pub use rows::{ChainHead, Changes, CheckpointRow, GrantRow, TreeState};
 pub use view::View;
 
 use super::{

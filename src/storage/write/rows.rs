@@ -2,7 +2,12 @@
 //! [`super::View`] and what it writes from [`Changes`]. No driver types, so one backend
 //! trait serves SQLite and PostgreSQL alike.
 
-use crate::domain::{account::Account, assumption::Assumption, grant::GrantRecord};
+use std::collections::BTreeMap;
+
+use crate::{
+    domain::{account::Account, assumption::Assumption, grant::GrantRecord},
+    transparency::{Checkpoint, Hash, NodeKey},
+};
 
 /// An account's grant as stored: the record the rules see, plus the expiry sweep's marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +86,37 @@ pub struct EventRow {
     pub prev_hash: Vec<u8>,
     /// SHA-256 of `prev_hash` and the canonical encoding.
     pub hash: Vec<u8>,
+    /// Its leaf in the Merkle tree, assigned by the loop when the batch is written
+    /// ([`UNASSIGNED_LEAF`] until then).
+    pub leaf_index: i64,
+}
+
+/// The `leaf_index` of an event not yet placed in the tree.
+pub const UNASSIGNED_LEAF: i64 = -1;
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// The signed tree head.
+    pub checkpoint: Checkpoint,
+    /// The signed note text.
+    pub note: String,
+    /// When it was signed (µs).
+    pub sign_time_us: i64,
+}
+
+/// The tree as a checkpoint signer sees it: its size now, the latest checkpoint of an
+/// origin, and the roots the *stored nodes* give at the sizes asked for (see
+/// [`super::keys::TreeKeys`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeState {
+    /// Leaves in the stored tree.
+    pub size: u64,
+    /// The origin's latest signed checkpoint.
+    pub latest: Option<CheckpointRow>,
+    /// Root at each asked size (and at `size` and at the latest checkpoint's size) that is
+    /// not above `size`.
+    pub roots: BTreeMap<u64, Hash>,
 }
 
 /// A response to remember for a `request_id`.
@@ -116,6 +152,11 @@ pub struct Changes {
     pub responses: Vec<ResponseRow>,
     /// Delete stored responses created before this time (µs).
     pub prune_responses_before: Option<i64>,
+    /// Checkpoints signed.
+    pub checkpoints: Vec<CheckpointRow>,
+    /// Tree nodes the events complete (computed by the loop from the stored frontier, right
+    /// before writing: see `write::tree`).
+    pub tree_nodes: Vec<(NodeKey, Hash)>,
 }
 
 impl Changes {
@@ -129,6 +170,7 @@ impl Changes {
             && self.heads.is_empty()
             && self.responses.is_empty()
             && self.prune_responses_before.is_none()
+            && self.checkpoints.is_empty()
     }
 
     /// Adds a later command's changes: a key written again keeps its first place and takes
@@ -160,6 +202,8 @@ impl Changes {
             replace_or_push(&mut self.heads, h, |x, y| x.0 == y.0);
         }
         self.responses.extend(later.responses);
+        self.checkpoints.extend(later.checkpoints);
+        self.tree_nodes.extend(later.tree_nodes);
         self.prune_responses_before =
             match (self.prune_responses_before, later.prune_responses_before) {
                 (Some(a), Some(b)) => Some(a.max(b)),

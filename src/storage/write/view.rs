@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     keys::{Keys, Loaded},
-    rows::{ChainHead, Changes, GrantRow, StoredResponse},
+    rows::{ChainHead, Changes, GrantRow, StoredResponse, TreeState},
 };
 use crate::{
     domain::{Error, account::Account, assumption::Assumption},
@@ -36,6 +36,8 @@ pub struct View {
     pub(super) assumptions: HashMap<String, Option<Assumption>>,
     /// Announced responses (`None`: none stored).
     pub(super) responses: HashMap<(String, String), Option<StoredResponse>>,
+    /// The tree's state, when announced.
+    pub(super) tree: Option<TreeState>,
 }
 
 impl View {
@@ -76,6 +78,7 @@ impl View {
         for (key, response) in loaded.responses {
             view.responses.insert(key, Some(response));
         }
+        view.tree = loaded.tree;
         view
     }
 
@@ -130,6 +133,16 @@ impl View {
                 Some(r.response.clone()),
             );
         }
+        if let (Some(tree), Some(signed)) = (self.tree.as_mut(), changes.checkpoints.last()) {
+            tree.latest = Some(signed.clone());
+        }
+    }
+
+    /// The tree's state; it must have been announced.
+    pub fn tree(&self) -> Result<&TreeState, Error> {
+        self.tree
+            .as_ref()
+            .ok_or_else(|| not_announced("the tree", "audit"))
     }
 
     /// The stored response for `(scope, request_id)`; it must have been announced.

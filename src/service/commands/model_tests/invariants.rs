@@ -126,6 +126,7 @@ impl Run {
             last_time = e.occur_time_us;
             let decoded = AuditEvent {
                 global_position: i as i64,
+                leaf_index: e.leaf_index,
                 event_id: e.event_id.clone(),
                 account_id: e.account_id.clone(),
                 sequence: e.sequence,

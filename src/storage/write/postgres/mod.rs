@@ -9,16 +9,19 @@
 mod load;
 mod save;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use super::{
     backend::Backend,
     keys::{Keys, Loaded},
-    rows::Changes,
+    rows::{Changes, CheckpointRow},
 };
 use crate::{
     domain::Error,
-    storage::{Store, WriteTxn},
+    storage::{Store, WriteTxn, tree},
+    transparency::{Hash, NodeKey},
 };
 
 /// The pool's side of the loop: the open batch transaction, if any.
@@ -52,8 +55,23 @@ impl Backend for PostgresBackend {
         load::load(self.txn()?, keys, now).await
     }
 
+    async fn tree_size(&mut self) -> Result<u64, Error> {
+        tree::size(&**self.txn()?).await
+    }
+
+    async fn tree_nodes(&mut self, keys: &[NodeKey]) -> Result<HashMap<NodeKey, Hash>, Error> {
+        tree::nodes(&**self.txn()?, keys).await
+    }
+
+    async fn latest_checkpoint(&mut self, origin: &str) -> Result<Option<CheckpointRow>, Error> {
+        tree::latest_checkpoint(&**self.txn()?, origin).await
+    }
+
     async fn write(&mut self, changes: &Changes) -> Result<(), Error> {
-        save::save(self.txn()?, changes).await
+        let txn = &**self.txn()?;
+        save::save(txn, changes).await?;
+        tree::insert_nodes(txn, &changes.tree_nodes).await?;
+        tree::insert_checkpoints(txn, &changes.checkpoints).await
     }
 
     async fn commit(&mut self) -> Result<(), Error> {

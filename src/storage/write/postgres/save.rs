@@ -184,6 +184,7 @@ pub(super) async fn save(txn: &DatabaseTransaction, changes: &Changes) -> Result
             request_id: Set(e.request_id.clone()),
             prev_hash: Set(e.prev_hash.clone()),
             hash: Set(e.hash.clone()),
+            leaf_index: Set(e.leaf_index),
         })
         .collect();
     for chunk in chunked(events) {

@@ -16,8 +16,9 @@
 
 mod load;
 mod save;
+mod tree;
 
-use std::{future::Future, path::Path};
+use std::{collections::HashMap, future::Future, path::Path};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
@@ -25,9 +26,13 @@ use rusqlite::{Connection, OpenFlags};
 use super::{
     backend::Backend,
     keys::{Keys, Loaded},
-    rows::Changes,
+    rows::{Changes, CheckpointRow},
 };
-use crate::{domain::Error, storage::Store};
+use crate::{
+    domain::Error,
+    storage::Store,
+    transparency::{Hash, NodeKey},
+};
 
 /// Page cache of the connection, in KiB (negative `cache_size`): the hot index pages of
 /// every table a batch appends to stay in memory (SQLite's default is 2 MiB).
@@ -85,6 +90,24 @@ impl Backend for SqliteBackend {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Loaded, Error>> + Send {
         std::future::ready(load::load(&self.conn, keys, now))
+    }
+
+    fn tree_size(&mut self) -> impl Future<Output = Result<u64, Error>> + Send {
+        std::future::ready(tree::size(&self.conn))
+    }
+
+    fn tree_nodes(
+        &mut self,
+        keys: &[NodeKey],
+    ) -> impl Future<Output = Result<HashMap<NodeKey, Hash>, Error>> + Send {
+        std::future::ready(tree::nodes(&self.conn, keys))
+    }
+
+    fn latest_checkpoint(
+        &mut self,
+        origin: &str,
+    ) -> impl Future<Output = Result<Option<CheckpointRow>, Error>> + Send {
+        std::future::ready(tree::latest_checkpoint(&self.conn, origin))
     }
 
     fn write(&mut self, changes: &Changes) -> impl Future<Output = Result<(), Error>> + Send {

@@ -101,8 +101,8 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
     if !changes.events.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO audit_events (event_id, account_id, sequence, occur_time_us, kind, \
-             actor_type, actor_value, detail_json, request_id, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             actor_type, actor_value, detail_json, request_id, prev_hash, hash, leaf_index) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for e in &changes.events {
             insert.execute(params![
@@ -116,7 +116,8 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
                 e.detail_json,
                 e.request_id,
                 e.prev_hash,
-                e.hash
+                e.hash,
+                e.leaf_index
             ])?;
         }
     }
@@ -148,6 +149,29 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
                 r.response.fingerprint,
                 r.response.response_json,
                 r.create_time_us
+            ])?;
+        }
+    }
+    if !changes.tree_nodes.is_empty() {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO audit_tree_nodes (last_leaf, level, hash) VALUES (?1, ?2, ?3)",
+        )?;
+        for (key, hash) in &changes.tree_nodes {
+            insert.execute(params![key.last_leaf() as i64, key.level, hash.as_slice()])?;
+        }
+    }
+    if !changes.checkpoints.is_empty() {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO audit_checkpoints (origin, tree_size, root_hash, note, sign_time_us) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for c in &changes.checkpoints {
+            insert.execute(params![
+                c.checkpoint.origin,
+                c.checkpoint.size as i64,
+                c.checkpoint.root.as_slice(),
+                c.note,
+                c.sign_time_us
             ])?;
         }
     }

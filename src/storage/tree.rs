@@ -1,0 +1,172 @@
+//! Reads (and, for the PostgreSQL write backend, writes) of the audit log's Merkle tree and
+//! checkpoints through sea-orm, on any connection or transaction. Proofs read O(log n)
+//! stored nodes in one query (see `transparency::merkle` for the two phases).
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::{
+    entities::{audit_checkpoint, audit_event, audit_tree_node},
+    write::CheckpointRow,
+};
+use crate::{
+    domain::Error,
+    transparency::{Checkpoint, Hash, NodeKey, merkle},
+};
+
+/// Keys per lookup statement (each key is two bound values).
+const KEYS_PER_QUERY: usize = 200;
+
+/// Leaves in the stored tree.
+pub async fn size(db: &impl ConnectionTrait) -> Result<u64, Error> {
+    let last = audit_tree_node::Entity::find()
+        .select_only()
+        .column_as(audit_tree_node::Column::LastLeaf.max(), "last")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
+    last.map_or(Ok(0), |l| stored_u64(l + 1))
+}
+
+/// The stored nodes among `keys`.
+pub async fn nodes(
+    db: &impl ConnectionTrait,
+    keys: &[NodeKey],
+) -> Result<HashMap<NodeKey, Hash>, Error> {
+    let mut found = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let mut any = Condition::any();
+        for key in chunk {
+            any = any.add(
+                Condition::all()
+                    .add(audit_tree_node::Column::LastLeaf.eq(key.last_leaf() as i64))
+                    .add(audit_tree_node::Column::Level.eq(i16::from(key.level))),
+            );
+        }
+        for row in audit_tree_node::Entity::find().filter(any).all(db).await? {
+            let level = u8::try_from(row.level)
+                .map_err(|_| Error::Internal(format!("stored tree level {}", row.level)))?;
+            let key = NodeKey::ending_at(stored_u64(row.last_leaf)?, level);
+            found.insert(key, stored_hash(row.hash)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Runs a tree computation over the nodes it needs, read in one round (see
+/// `transparency::merkle::needed`). A missing node means the stored tree is damaged.
+pub async fn compute<T>(
+    db: &impl ConnectionTrait,
+    run: impl Fn(merkle::Reader<'_>) -> T,
+) -> Result<T, Error> {
+    let keys = merkle::needed(&run);
+    let fetched = nodes(db, &keys).await?;
+    merkle::with_nodes(&fetched, &run).map_err(|key| {
+        Error::Internal(format!(
+            "the stored Merkle tree lacks node {key:?}: it is damaged"
+        ))
+    })
+}
+
+/// The latest checkpoint of `origin`.
+pub async fn latest_checkpoint(
+    db: &impl ConnectionTrait,
+    origin: &str,
+) -> Result<Option<CheckpointRow>, Error> {
+    audit_checkpoint::Entity::find()
+        .filter(audit_checkpoint::Column::Origin.eq(origin))
+        .order_by_desc(audit_checkpoint::Column::TreeSize)
+        .one(db)
+        .await?
+        .map(to_row)
+        .transpose()
+}
+
+/// Every checkpoint stored, of every origin, oldest first per origin.
+pub async fn all_checkpoints(db: &impl ConnectionTrait) -> Result<Vec<CheckpointRow>, Error> {
+    audit_checkpoint::Entity::find()
+        .order_by_asc(audit_checkpoint::Column::Origin)
+        .order_by_asc(audit_checkpoint::Column::TreeSize)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_row)
+        .collect()
+}
+
+/// The leaf of an event, `None` for an unknown event.
+pub async fn event_leaf(db: &impl ConnectionTrait, event_id: &str) -> Result<Option<u64>, Error> {
+    audit_event::Entity::find()
+        .select_only()
+        .column(audit_event::Column::LeafIndex)
+        .filter(audit_event::Column::EventId.eq(event_id))
+        .into_tuple::<i64>()
+        .one(db)
+        .await?
+        .map(stored_u64)
+        .transpose()
+}
+
+/// Inserts tree nodes (PostgreSQL write backend).
+pub async fn insert_nodes(
+    db: &impl ConnectionTrait,
+    nodes: &[(NodeKey, Hash)],
+) -> Result<(), Error> {
+    for chunk in nodes.chunks(KEYS_PER_QUERY) {
+        let rows = chunk.iter().map(|(key, hash)| audit_tree_node::ActiveModel {
+            last_leaf: Set(key.last_leaf() as i64),
+            level: Set(i16::from(key.level)),
+            hash: Set(hash.to_vec()),
+        });
+        audit_tree_node::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Inserts signed checkpoints (PostgreSQL write backend).
+pub async fn insert_checkpoints(
+    db: &impl ConnectionTrait,
+    rows: &[CheckpointRow],
+) -> Result<(), Error> {
+    for c in rows {
+        audit_checkpoint::Entity::insert(audit_checkpoint::ActiveModel {
+            origin: Set(c.checkpoint.origin.clone()),
+            tree_size: Set(c.checkpoint.size as i64),
+            root_hash: Set(c.checkpoint.root.to_vec()),
+            note: Set(c.note.clone()),
+            sign_time_us: Set(c.sign_time_us),
+        })
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(())
+}
+
+fn to_row(m: audit_checkpoint::Model) -> Result<CheckpointRow, Error> {
+    Ok(CheckpointRow {
+        checkpoint: Checkpoint {
+            origin: m.origin,
+            size: stored_u64(m.tree_size)?,
+            root: stored_hash(m.root_hash)?,
+        },
+        note: m.note,
+        sign_time_us: m.sign_time_us,
+    })
+}
+
+fn stored_u64(n: i64) -> Result<u64, Error> {
+    u64::try_from(n).map_err(|_| Error::Internal(format!("stored tree size {n}")))
+}
+
+fn stored_hash(bytes: Vec<u8>) -> Result<Hash, Error> {
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| Error::Internal(format!("stored tree hash of {} bytes", b.len())))
+}

@@ -1,0 +1,73 @@
+//! The Merkle tree's reads on the writer's connection: point reads by primary key.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    domain::Error,
+    storage::write::rows::CheckpointRow,
+    transparency::{Checkpoint, Hash, NodeKey},
+};
+
+/// Leaves in the stored tree: one past the last leaf of the newest node.
+pub(super) fn size(conn: &Connection) -> Result<u64, Error> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT MAX(last_leaf) FROM audit_tree_nodes")?
+        .query_row([], |r| r.get(0))?;
+    last.map_or(Ok(0), |l| stored_u64(l + 1))
+}
+
+/// The stored nodes among `keys`.
+pub(super) fn nodes(conn: &Connection, keys: &[NodeKey]) -> Result<HashMap<NodeKey, Hash>, Error> {
+    let mut select = conn
+        .prepare_cached("SELECT hash FROM audit_tree_nodes WHERE last_leaf = ?1 AND level = ?2")?;
+    let mut found = HashMap::with_capacity(keys.len());
+    for key in keys {
+        let hash: Option<Vec<u8>> = select
+            .query_row(params![key.last_leaf() as i64, key.level], |r| r.get(0))
+            .optional()?;
+        if let Some(hash) = hash {
+            found.insert(*key, stored_hash(hash)?);
+        }
+    }
+    Ok(found)
+}
+
+/// The latest checkpoint of `origin`.
+pub(super) fn latest_checkpoint(
+    conn: &Connection,
+    origin: &str,
+) -> Result<Option<CheckpointRow>, Error> {
+    let row: Option<(i64, Vec<u8>, String, i64)> = conn
+        .prepare_cached(
+            "SELECT tree_size, root_hash, note, sign_time_us FROM audit_checkpoints \
+             WHERE origin = ?1 ORDER BY tree_size DESC LIMIT 1",
+        )?
+        .query_row(params![origin], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    row.map(|(size, root, note, sign_time_us)| {
+        Ok(CheckpointRow {
+            checkpoint: Checkpoint {
+                origin: origin.to_owned(),
+                size: stored_u64(size)?,
+                root: stored_hash(root)?,
+            },
+            note,
+            sign_time_us,
+        })
+    })
+    .transpose()
+}
+
+fn stored_u64(n: i64) -> Result<u64, Error> {
+    u64::try_from(n).map_err(|_| Error::Internal(format!("stored tree size {n}")))
+}
+
+fn stored_hash(bytes: Vec<u8>) -> Result<Hash, Error> {
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| Error::Internal(format!("stored tree hash of {} bytes", b.len())))
+}

@@ -189,12 +189,39 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>) -> Result<(), Stat
             ))
             .await
             .map(drop),
+        "GetAuditCheckpoint" => s
+            .audit()
+            .get_audit_checkpoint(authed(pb::GetAuditCheckpointRequest {}, token))
+            .await
+            .map(drop),
+        "GetAuditInclusionProof" => s
+            .audit()
+            .get_audit_inclusion_proof(authed(
+                pb::GetAuditInclusionProofRequest {
+                    event_id: id(),
+                    tree_size: 0,
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "GetAuditConsistencyProof" => s
+            .audit()
+            .get_audit_consistency_proof(authed(
+                pb::GetAuditConsistencyProofRequest {
+                    first_tree_size: 0,
+                    second_tree_size: 0,
+                },
+                token,
+            ))
+            .await
+            .map(drop),
         other => panic!("unknown rpc {other}"),
     }
 }
 
 /// Every RPC of the contract and the permission it needs.
-const RPCS: [(&str, Permission); 13] = [
+const RPCS: [(&str, Permission); 16] = [
     ("GetAccessGrant", Permission::GrantsRead),
     ("BatchGetAccessGrants", Permission::GrantsRead),
     ("EnableAccessGrant", Permission::GrantsWrite),
@@ -208,6 +235,9 @@ const RPCS: [(&str, Permission); 13] = [
     ("ListAuditEvents", Permission::AuditRead),
     ("VerifyAuditChain", Permission::AuditRead),
     ("WatchAuditEvents", Permission::AuditRead),
+    ("GetAuditCheckpoint", Permission::AuditRead),
+    ("GetAuditInclusionProof", Permission::AuditRead),
+    ("GetAuditConsistencyProof", Permission::AuditRead),
 ];
 
 fn assert_authenticated_and_permitted(rpc: &str, result: &Result<(), Status>) {

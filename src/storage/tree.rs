@@ -112,6 +112,66 @@ pub async fn event_leaf(db: &impl ConnectionTrait, event_id: &str) -> Result<Opt
         .transpose()
 }
 
+/// An event as a leaf of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafRow {
+    /// Its stored leaf index.
+    pub leaf_index: i64,
+    /// The event.
+    pub event_id: String,
+    /// Its account.
+    pub account_id: String,
+    /// Its place in the account's chain.
+    pub sequence: i64,
+    /// Its chain hash: the leaf's data.
+    pub hash: Vec<u8>,
+}
+
+/// Up to `limit` events with `leaf_index >= from`, in leaf order.
+pub async fn leaves(db: &impl ConnectionTrait, from: u64, limit: u64) -> Result<Vec<LeafRow>, Error> {
+    Ok(audit_event::Entity::find()
+        .select_only()
+        .columns([
+            audit_event::Column::LeafIndex,
+            audit_event::Column::EventId,
+            audit_event::Column::AccountId,
+            audit_event::Column::Sequence,
+            audit_event::Column::Hash,
+        ])
+        .filter(audit_event::Column::LeafIndex.gte(from as i64))
+        .order_by_asc(audit_event::Column::LeafIndex)
+        .limit(limit)
+        .into_tuple::<(i64, String, String, i64, Vec<u8>)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|(leaf_index, event_id, account_id, sequence, hash)| LeafRow {
+            leaf_index,
+            event_id,
+            account_id,
+            sequence,
+            hash,
+        })
+        .collect())
+}
+
+/// The stored leaf hashes (level-0 nodes) of leaves `from..to`.
+pub async fn stored_leaf_hashes(
+    db: &impl ConnectionTrait,
+    from: u64,
+    to: u64,
+) -> Result<HashMap<u64, Vec<u8>>, Error> {
+    Ok(audit_tree_node::Entity::find()
+        .filter(audit_tree_node::Column::Level.eq(0_i16))
+        .filter(audit_tree_node::Column::LastLeaf.gte(from as i64))
+        .filter(audit_tree_node::Column::LastLeaf.lt(to as i64))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|n| u64::try_from(n.last_leaf).ok().map(|l| (l, n.hash)))
+        .collect())
+}
+
 /// Inserts tree nodes (PostgreSQL write backend).
 pub async fn insert_nodes(
     db: &impl ConnectionTrait,

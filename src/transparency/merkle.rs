@@ -146,6 +146,48 @@ pub fn append(size: u64, frontier: &[Hash], leaves: &[&[u8]]) -> Result<Appended
     })
 }
 
+/// Builds a tree leaf by leaf in memory, keeping only its right edge: how a verifier
+/// rebuilds the tree from event rows without trusting any stored node.
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    size: u64,
+    edge: Vec<(u8, Hash)>,
+}
+
+impl Builder {
+    /// The empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a leaf (its data) and returns its leaf hash.
+    pub fn push(&mut self, data: &[u8]) -> Hash {
+        let leaf = leaf_hash(data);
+        let mut current = (0_u8, leaf);
+        while let Some(&(level, left)) = self.edge.last() {
+            if level != current.0 {
+                break;
+            }
+            self.edge.pop();
+            current = (level + 1, node_hash(&left, &current.1));
+        }
+        self.edge.push(current);
+        self.size += 1;
+        leaf
+    }
+
+    /// Leaves so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the leaves so far.
+    pub fn root(&self) -> Hash {
+        let hashes: Vec<Hash> = self.edge.iter().map(|(_, h)| *h).collect();
+        root_of_frontier(&hashes)
+    }
+}
+
 /// Reads a stored complete subtree.
 pub type Reader<'a> = &'a mut dyn FnMut(NodeKey) -> Hash;
 

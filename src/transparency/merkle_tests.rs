@@ -75,6 +75,11 @@ fn stored_roots_match_the_definition_at_every_size() {
         assert_eq!(root(size, &mut read(&nodes)), expected, "size {size}");
         let frontier: Vec<Hash> = frontier_keys(size).iter().map(|k| nodes[k]).collect();
         assert_eq!(root_of_frontier(&frontier), expected, "frontier of {size}");
+        let mut builder = Builder::new();
+        for leaf in &leaves[..size as usize] {
+            builder.push(leaf);
+        }
+        assert_eq!((builder.size(), builder.root()), (size, expected), "built {size}");
     }
 }
 

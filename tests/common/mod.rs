@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod audit;
+pub mod insider;
+pub mod merkle;
 
 use std::{
     net::SocketAddr,
@@ -201,6 +203,41 @@ pub async fn restart_with(mut server: TestServer, adjust: impl FnOnce(&mut Confi
     let restarted = spawn_on(_dir, database_url, adjust).await;
     restarted.clock.set(now);
     restarted
+}
+
+/// A stopped server's database (and files), to change behind its back and start again.
+pub struct Stopped {
+    dir: tempfile::TempDir,
+    database_url: String,
+    now: DateTime<Utc>,
+}
+
+/// Stops `server`, keeping its database for [`Stopped::start_with`].
+pub async fn stop_keeping_database(mut server: TestServer) -> Stopped {
+    let now = accessgrant::clock::Clock::now(&*server.clock);
+    if let Some(tx) = server.shutdown.take() {
+        let _ = tx.send(());
+    }
+    if let Some(h) = server.handle.take() {
+        h.await.unwrap();
+    }
+    let TestServer {
+        _dir, database_url, ..
+    } = server;
+    Stopped {
+        dir: _dir,
+        database_url,
+        now,
+    }
+}
+
+impl Stopped {
+    /// Starts a server on the kept database (at the clock time it stopped at).
+    pub async fn start_with(self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let started = spawn_on(self.dir, self.database_url, adjust).await;
+        started.clock.set(self.now);
+        started
+    }
 }
 
 /// Starts another server (a replica, with its own store, writer and clock set to the same

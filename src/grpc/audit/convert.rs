@@ -195,3 +195,34 @@ pub fn inclusion_response(p: InclusionProof) -> pb::GetAuditInclusionProofRespon
         hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
     }
 }
+
+/// An event as a client received it, back in the audit model (for the monitor, which
+/// recomputes every hash from the fields it was sent).
+pub fn event_from_pb(e: &pb::AuditEvent) -> Result<AuditEvent, String> {
+    use pb::audit_event::Actor as A;
+    let kind = kind_from_pb(e.kind, "kind").map_err(|v| v.description)?;
+    let actor = match &e.actor {
+        Some(A::CustomerUserId(id)) => EventActor::CustomerUser(id.clone()),
+        Some(A::StaffId(id)) => EventActor::Staff(id.clone()),
+        Some(A::ServicePrincipal(name)) => EventActor::ServicePrincipal(name.clone()),
+        Some(A::System(_)) => EventActor::System,
+        None => return Err("the event has no actor".into()),
+    };
+    let occur_time = time_from_pb(e.occur_time, "occur_time")
+        .map_err(|v| v.description)?
+        .ok_or("the event has no occur_time")?;
+    Ok(AuditEvent {
+        global_position: 0,
+        leaf_index: e.leaf_index,
+        event_id: e.event_id.clone(),
+        account_id: e.account_id.clone(),
+        sequence: e.sequence,
+        occur_time,
+        kind,
+        actor,
+        detail_json: e.detail_json.clone(),
+        request_id: e.request_id.clone(),
+        prev_hash: e.prev_hash.clone(),
+        hash: e.hash.clone(),
+    })
+}

@@ -1,4 +1,9 @@
-//! The `accessgrant` command line: `serve`, `migrate`, `audit verify`.
+//! The `accessgrant` command line: `serve`, `migrate`, `audit verify|key|monitor`, `token`.
+
+mod key;
+mod monitor;
+mod verify;
+mod verify_tree;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -7,9 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     clock::SystemClock,
     config::{Config, Overrides},
-    domain::ids::AccountId,
     server, shutdown,
-    storage::{Store, accounts, audit_log},
     telemetry::{self, LogFormat},
 };
 
@@ -85,14 +88,59 @@ pub enum TokenCommand {
 /// `accessgrant audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify hash chains straight from the database; exit 1 at the first broken event.
+    /// Verify hash chains straight from the database, and with --verifier-key the Merkle
+    /// tree (rebuilt from the event rows) against every stored and every given checkpoint;
+    /// exit 1 at the first broken event or checkpoint.
     Verify {
-        /// Only this account (default: every account).
+        /// Only this account's chain (default: every account).
         #[arg(long)]
         account: Option<String>,
+        /// The log's verifier key (`<origin>+<key id>+<base64 key>`): also check the tree
+        /// and the checkpoints.
+        #[arg(long)]
+        verifier_key: Option<String>,
+        /// A checkpoint kept from GetAuditCheckpoint (a file with its signed-note text);
+        /// repeatable.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
         /// Database, config and logging.
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// The checkpoint signing key.
+    Key {
+        /// The key subcommand.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Watch a server as an auditor: check each new checkpoint's signature and consistency
+    /// with the last one kept, and (with --account) re-read and re-verify that account's
+    /// whole log; keep the new checkpoint only when everything holds. Exit 1 on any failure,
+    /// printing both checkpoints and the failing event.
+    Monitor(monitor::MonitorArgs),
+}
+
+/// `accessgrant audit key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600; never replaces a file) and
+    /// print its verifier key.
+    Generate {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// The log's name the verifier key is for (`[audit] origin`).
+        #[arg(long, default_value = "accessgrant/audit")]
+        origin: String,
+    },
+    /// Print the verifier key of an existing signing key.
+    Show {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The log's name the verifier key is for (`[audit] origin`).
+        #[arg(long, default_value = "accessgrant/audit")]
+        origin: String,
     },
 }
 
@@ -123,8 +171,27 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
         Command::Migrate { common } => (Job::Migrate, overrides(common, None)),
         Command::Audit {
-            command: AuditCommand::Verify { account, common },
-        } => (Job::Verify(account), overrides(common, None)),
+            command:
+                AuditCommand::Verify {
+                    account,
+                    verifier_key,
+                    checkpoints,
+                    common,
+                },
+        } => (
+            Job::Verify(verify::VerifyArgs {
+                account,
+                verifier_key,
+                checkpoints,
+            }),
+            overrides(common, None),
+        ),
+        Command::Audit {
+            command: AuditCommand::Key { command },
+        } => return key::run(command),
+        Command::Audit {
+            command: AuditCommand::Monitor(args),
+        } => return monitor::run(args),
     };
     let config = match Config::load(overrides) {
         Ok(c) => c,
@@ -160,7 +227,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match command {
             Job::Serve => serve(config).await,
             Job::Migrate => migrate(config).await,
-            Job::Verify(account) => verify(config, account).await,
+            Job::Verify(args) => verify::verify(config, args).await,
         }
     });
     // Flush buffered spans while the runtime that carries the exporter still runs.
@@ -212,7 +279,7 @@ fn token(command: TokenCommand) -> ExitCode {
 enum Job {
     Serve,
     Migrate,
-    Verify(Option<String>),
+    Verify(verify::VerifyArgs),
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -242,95 +309,6 @@ async fn migrate(config: Config) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "migration failed");
             ExitCode::FAILURE
-        }
-    }
-}
-
-async fn verify(config: Config, account: Option<String>) -> ExitCode {
-    let store = match Store::connect_with(&config.database_url, &config.database).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("accessgrant: cannot open the database: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let accounts = match account {
-        Some(a) => match named_account(&store, a).await {
-            Ok(a) => vec![a],
-            Err(code) => return code,
-        },
-        None => match audit_log::chain_accounts(store.reader()).await {
-            Ok(list) => list,
-            Err(e) => {
-                eprintln!("accessgrant: cannot list accounts: {e}");
-                return ExitCode::from(2);
-            }
-        },
-    };
-    let mut broken = false;
-    for account in &accounts {
-        match audit_log::has_chain(store.reader(), account).await {
-            Ok(true) => {}
-            Ok(false) => {
-                // Listed, or named and provisioned: its whole log is gone.
-                broken = true;
-                println!("{account}: BROKEN: the account exists but has no audit events");
-                continue;
-            }
-            Err(e) => {
-                eprintln!("accessgrant: cannot read {account}: {e}");
-                return ExitCode::from(2);
-            }
-        }
-        match audit_log::verify(&store, account).await {
-            Ok(v) if v.intact() => println!("{account}: intact ({} events)", v.events_checked),
-            Ok(v) => {
-                broken = true;
-                println!(
-                    "{account}: BROKEN at event {} (after checking {} events)",
-                    v.first_broken_event_id.unwrap_or_default(),
-                    v.events_checked
-                );
-            }
-            Err(e) => {
-                eprintln!("accessgrant: cannot verify {account}: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let _ = store.close().await;
-    if broken {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// The account named by `--account`, or exit status 2 for a usage error: an id that is not
-/// an account id, or one with neither an account nor any audit event (a typo in a cron job
-/// must not page as "chain broken"). A provisioned account without events passes through and
-/// is then reported broken.
-async fn named_account(store: &Store, account: String) -> Result<String, ExitCode> {
-    let id = AccountId::parse(&account, "--account").map_err(|v| {
-        eprintln!("accessgrant: --account {account:?}: {}", v.description);
-        ExitCode::from(2)
-    })?;
-    let reader = store.reader();
-    let known = async {
-        Ok::<_, crate::domain::Error>(
-            audit_log::has_chain(reader, id.as_str()).await?
-                || accounts::find(reader, &id).await?.is_some(),
-        )
-    };
-    match known.await {
-        Ok(true) => Ok(account),
-        Ok(false) => {
-            eprintln!("accessgrant: {account}: no such account and no audit events");
-            Err(ExitCode::from(2))
-        }
-        Err(e) => {
-            eprintln!("accessgrant: cannot read {account}: {e}");
-            Err(ExitCode::from(2))
         }
     }
 }

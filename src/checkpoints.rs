@@ -38,7 +38,10 @@ pub enum SignerError {
 }
 
 /// The signer `settings` name for a server on `sqlite_file` (`None`: not SQLite).
-pub fn signer(settings: &AuditSettings, sqlite_file: Option<PathBuf>) -> Result<Signer, SignerError> {
+pub fn signer(
+    settings: &AuditSettings,
+    sqlite_file: Option<PathBuf>,
+) -> Result<Signer, SignerError> {
     let key = match (&settings.signing_key_file, sqlite_file) {
         (Some(path), _) => SigningKey::load(path)?,
         (None, None) => return Err(SignerError::KeyRequired),

@@ -7,8 +7,11 @@
 //!
 //! ## Layout
 //!
-//! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify`,
-//!   `token hash|generate`). The benchmark tools of `scripts/bench` and `scripts/growth`
+//! - [`cli`] — the `accessgrant` command line (`serve`, `migrate`, `audit verify` (chains,
+//!   and with a verifier key the Merkle tree rebuilt from the event rows against every stored
+//!   and given checkpoint), `audit key generate|show`, `audit monitor` (an auditor's client:
+//!   signature, consistency with the kept checkpoint, one account's log re-verified, newest
+//!   event proven included), `token hash|generate`). The benchmark tools of `scripts/bench` and `scripts/growth`
 //!   (`loadgen`, `fsync_probe`) are the workspace member `loadgen/`, not this crate.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once;
 //!   builds each layer's own settings (`service::Settings`, `storage::DatabaseSettings`,
@@ -41,16 +44,27 @@
 //!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
 //! - [`audit`] — audit event model, the filter a page of the log is read by, the canonical
 //!   encoding (v1) and the SHA-256 hash chain.
+//! - [`transparency`] — tamper evidence against whoever runs the database, pure: the RFC 9162
+//!   Merkle tree over every event (append by right edge, roots, inclusion and consistency
+//!   proofs over stored complete subtrees, read in two phases so a proof is one O(log n)
+//!   query; the client-side proof checks), C2SP signed-note checkpoints and verifier keys,
+//!   the Ed25519 PKCS#8 key file (`ring`).
+//! - [`checkpoints`] — the signer's life in a server: which key (configured, or created beside
+//!   a SQLite database; required on PostgreSQL) and the round that signs a checkpoint every
+//!   `[audit] checkpoint_interval`, counting and logging refusals.
 //! - [`service`] — use cases, one method per request: check the permission, build a
 //!   **command** (`service::commands`: every mutating use case as a value with a pure
 //!   `apply`, unit-tested without a database) and submit it to the write loop; the audit
 //!   log's reads (pages bounded in count and bytes, watch streams that refuse positions from
-//!   another history); the expiry sweep (one `RecordLapse` command per due lapse, recorded
+//!   another history); the transparency reads (latest checkpoint, proofs only at signed
+//!   sizes) and the `SignCheckpoint` command, which refuses when the stored tree no longer
+//!   extends a signed checkpoint; the expiry sweep (one `RecordLapse` command per due lapse, recorded
 //!   exactly once across replicas; damaged accounts fail alone).
 //! - [`storage`] — sea-orm entities, migrations and reads; `storage::write`, the **one
 //!   group-commit loop** every write goes through (load what a batch announced, apply each
 //!   command against the batch's view, write every changed row, commit once, answer after
-//!   the durable commit) with one `Backend` per database: SQLite (rusqlite on the writer's
+//!   the durable commit; a batch's events become the Merkle tree's next leaves in the same
+//!   transaction, `storage::write::tree`) with one `Backend` per database: SQLite (rusqlite on the writer's
 //!   own thread, raised above request handling when permitted) and PostgreSQL (sea-orm, the
 //!   write fence that serializes writers across replicas); `storage::error`, the one
 //!   classifier of database errors; the SQLite read cache of accounts and grants
@@ -66,8 +80,8 @@
 
 pub mod audit;
 pub mod auth;
-pub mod cli;
 pub mod checkpoints;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connections;

@@ -252,6 +252,8 @@ async fn binary_serves_with_defaults() {
     }
     assert!(serving, "the default server never reported SERVING");
     assert!(dir.path().join("accessgrant.db").exists());
+    // The embedded default made its checkpoint signing key beside the database.
+    assert!(dir.path().join("accessgrant.db.audit-key.pem").exists());
 
     let pid = child.id().unwrap();
     let killed = std::process::Command::new("kill")

@@ -20,9 +20,8 @@ use accessgrant::{
         entities::{assumption as assumption_entity, audit_event},
         sqlite_file, to_us,
         write::{
-            Backend, ChainHead, Changes, GrantRow, Keys, Loaded,
+            Backend, ChainHead, Changes, CheckpointRow, GrantRow, Keys, Loaded,
             postgres::PostgresBackend,
-            CheckpointRow,
             rows::{AssumptionRow, EventRow, ResponseRow, StoredResponse},
             sqlite::SqliteBackend,
         },
@@ -777,7 +776,10 @@ async fn tree_nodes_and_checkpoints_round_trip() {
     let mut keys: Vec<NodeKey> = appended.nodes.iter().map(|(k, _)| *k).collect();
     keys.push(NodeKey { level: 4, index: 0 });
     let nodes = db.backend.tree_nodes(&keys).await.unwrap();
-    assert_eq!(nodes, appended.nodes.iter().copied().collect::<HashMap<_, _>>());
+    assert_eq!(
+        nodes,
+        appended.nodes.iter().copied().collect::<HashMap<_, _>>()
+    );
     assert_eq!(
         db.backend.latest_checkpoint("o").await.unwrap(),
         Some(checkpoint(11))

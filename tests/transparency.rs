@@ -72,7 +72,11 @@ async fn some_events(s: &TestServer, name: &str) {
     s.authorize(name).await;
 }
 
-async fn inclusion(s: &TestServer, event_id: &str, size: u64) -> pb::GetAuditInclusionProofResponse {
+async fn inclusion(
+    s: &TestServer,
+    event_id: &str,
+    size: u64,
+) -> pb::GetAuditInclusionProofResponse {
     s.audit()
         .get_audit_inclusion_proof(pb::GetAuditInclusionProofRequest {
             event_id: event_id.into(),
@@ -83,7 +87,11 @@ async fn inclusion(s: &TestServer, event_id: &str, size: u64) -> pb::GetAuditInc
         .into_inner()
 }
 
-async fn consistency(s: &TestServer, first: u64, second: u64) -> pb::GetAuditConsistencyProofResponse {
+async fn consistency(
+    s: &TestServer,
+    first: u64,
+    second: u64,
+) -> pb::GetAuditConsistencyProofResponse {
     s.audit()
         .get_audit_consistency_proof(pb::GetAuditConsistencyProofRequest {
             first_tree_size: first as i64,
@@ -167,7 +175,10 @@ async fn proof_errors_follow_the_contract() {
         let event_id = event_id.to_owned();
         async move {
             audit
-                .get_audit_inclusion_proof(pb::GetAuditInclusionProofRequest { event_id, tree_size })
+                .get_audit_inclusion_proof(pb::GetAuditInclusionProofRequest {
+                    event_id,
+                    tree_size,
+                })
                 .await
                 .unwrap_err()
         }
@@ -370,15 +381,24 @@ async fn an_insider_rewrite_is_caught_by_a_kept_checkpoint() {
     let (code, out) = verify(&url, &key, &kept).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("BROKEN: checkpoint file"), "{out}");
-    assert!(out.contains(note.lines().next().unwrap()), "prints the checkpoint: {out}");
-    assert!(out.contains("among leaves"), "locates the difference: {out}");
+    assert!(
+        out.contains(note.lines().next().unwrap()),
+        "prints the checkpoint: {out}"
+    );
+    assert!(
+        out.contains("among leaves"),
+        "locates the difference: {out}"
+    );
 
     let s = s.start_with(fast).await;
     checkpoint_at_least(&s, n).await;
     let (code, out) = monitor(&s, &key, &state, "victim").await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("MONITOR FAILURE"), "{out}");
-    assert!(out.contains("kept checkpoint:\n  | accessgrant/audit"), "{out}");
+    assert!(
+        out.contains("kept checkpoint:\n  | accessgrant/audit"),
+        "{out}"
+    );
 }
 
 /// Events cut from the tail (chain heads moved back): the kept checkpoint covers more than
@@ -432,5 +452,8 @@ async fn the_server_refuses_to_sign_over_a_rewritten_tree() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(latest.checkpoint, note, "nothing signed over the rewritten tree");
+    assert_eq!(
+        latest.checkpoint, note,
+        "nothing signed over the rewritten tree"
+    );
 }

@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// window), e.g. `1h`: a time-filtered first page.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) list_window: Option<Duration>,
+    /// The `proof` scenario proves events `growth-1` … `growth-N` included (as `scripts/growth`
+    /// writes them) and trees of 1 … N leaves consistent with the latest checkpoint.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) proof_events: usize,
 }
 
 impl Args {
@@ -117,6 +121,9 @@ pub(crate) enum Scenario {
     Mixed,
     /// `ListAuditEvents` first page (50, newest first).
     List,
+    /// Half `GetAuditInclusionProof` of a random `growth-K` event, half
+    /// `GetAuditConsistencyProof` from a random size to the latest (needs `--proof-events`).
+    Proof,
 }
 
 impl Scenario {
@@ -130,6 +137,7 @@ impl Scenario {
             Self::Deny => "deny",
             Self::Mixed => "mixed",
             Self::List => "list",
+            Self::Proof => "proof",
         }
     }
 
@@ -142,6 +150,10 @@ impl Scenario {
             Self::Allow => Op::Allow,
             Self::Deny => Op::Deny,
             Self::List => Op::List,
+            Self::Proof => match rng.below(2) {
+                0 => Op::Inclusion,
+                _ => Op::Consistency,
+            },
             Self::Mixed => match rng.below(100) {
                 0..70 => Op::Get,
                 70..80 => Op::BatchGet,
@@ -167,4 +179,8 @@ pub(crate) enum Op {
     Deny,
     /// First page of an audit log.
     List,
+    /// Inclusion proof of a random `growth-K` event at the latest checkpoint.
+    Inclusion,
+    /// Consistency proof from a random size to the latest checkpoint.
+    Consistency,
 }

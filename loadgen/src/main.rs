@@ -54,6 +54,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let accounts = Arc::new(Accounts {
         list_account: args.list_account.clone(),
         list_window: args.list_window,
+        proof_events: args.proof_events,
         ..Accounts::new(&run_id, args.accounts)
     });
     let seeding = seed(&clients, &accounts).await?;

@@ -5,7 +5,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use accessgrant::proto::v1::{
     AccessReason, AuthorizeAssumptionRequest, BatchGetAccessGrantsRequest, Decision,
-    GetAccessGrantRequest, ListAuditEventsRequest,
+    GetAccessGrantRequest, GetAuditConsistencyProofRequest, GetAuditInclusionProofRequest,
+    ListAuditEventsRequest,
 };
 use hdrhistogram::Histogram;
 use tokio::{
@@ -81,6 +82,8 @@ pub(crate) struct Accounts {
     pub(crate) list_account: Option<String>,
     /// The recent window the `list` scenario asks for, if any.
     pub(crate) list_window: Option<Duration>,
+    /// How many `growth-K` events the `proof` scenario picks from.
+    pub(crate) proof_events: usize,
 }
 
 impl Accounts {
@@ -91,6 +94,7 @@ impl Accounts {
             allow_len: count / 2,
             list_account: None,
             list_window: None,
+            proof_events: 0,
         }
     }
 
@@ -128,6 +132,8 @@ impl Worker {
             Op::Allow => self.authorize(Decision::Allow).await,
             Op::Deny => self.authorize(Decision::Deny).await,
             Op::List => self.list().await,
+            Op::Inclusion => self.inclusion().await,
+            Op::Consistency => self.consistency().await,
         }
     }
 
@@ -178,6 +184,37 @@ impl Worker {
             ..Default::default()
         };
         Outcome::of(self.clients.audit.list_audit_events(request).await)
+    }
+
+    /// GetAuditInclusionProof of a random `growth-K` event at the latest checkpoint.
+    pub(crate) async fn inclusion(&mut self) -> Outcome {
+        if self.accounts.proof_events == 0 {
+            return Outcome::Failed("NO_PROOF_EVENTS");
+        }
+        let k = 1 + self.rng.below(self.accounts.proof_events);
+        let request = GetAuditInclusionProofRequest {
+            event_id: format!("growth-{k}"),
+            tree_size: 0,
+        };
+        Outcome::of(self.clients.audit.get_audit_inclusion_proof(request).await)
+    }
+
+    /// GetAuditConsistencyProof from a random size up to `--proof-events` to the latest.
+    pub(crate) async fn consistency(&mut self) -> Outcome {
+        if self.accounts.proof_events == 0 {
+            return Outcome::Failed("NO_PROOF_EVENTS");
+        }
+        let first = 1 + self.rng.below(self.accounts.proof_events);
+        let request = GetAuditConsistencyProofRequest {
+            first_tree_size: first as i64,
+            second_tree_size: 0,
+        };
+        Outcome::of(
+            self.clients
+                .audit
+                .get_audit_consistency_proof(request)
+                .await,
+        )
     }
 
     /// AuthorizeAssumption on an account of the set that should yield `expected`.

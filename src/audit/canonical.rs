@@ -108,5 +108,10 @@ mod tests {
         assert!(bytes.ends_with(b"\0\0\0\x02{}\0\0\0\0"));
         let time = b"\0\0\0\x1b2026-11-25T09:30:00.000000Z";
         assert!(bytes.windows(time.len()).any(|w| w == time));
+        // The hash docs/audit-log.md gives for this first event.
+        assert_eq!(
+            hex::encode(crate::audit::chain::link_hash(&[0; 32], &f)),
+            "065fe0464e555f111d359c2d2a73ff3153f6f79e93048bd096dfba5f3e0e3753"
+        );
     }
 }

@@ -82,7 +82,7 @@ enum Failure {
         what: String,
         kept: Option<String>,
         fetched: Option<String>,
-        event: Option<pb::AuditEvent>,
+        event: Option<Box<pb::AuditEvent>>,
     },
     /// The check could not be made: server unreachable, bad flags, unreadable state (exit 2).
     Unable(String),
@@ -119,7 +119,7 @@ pub(super) fn run(args: MonitorArgs) -> ExitCode {
                     fetched,
                     event,
                 }) => {
-                    print_evidence(&what, kept.as_deref(), fetched.as_deref(), event.as_ref());
+                    print_evidence(&what, kept.as_deref(), fetched.as_deref(), event.as_deref());
                     return ExitCode::FAILURE;
                 }
                 Err(Failure::Unable(why)) if args.once => {
@@ -127,7 +127,10 @@ pub(super) fn run(args: MonitorArgs) -> ExitCode {
                     return ExitCode::from(2);
                 }
                 Err(Failure::Unable(why)) => {
-                    eprintln!("accessgrant: monitor: {why}; trying again in {:?}", args.interval);
+                    eprintln!(
+                        "accessgrant: monitor: {why}; trying again in {:?}",
+                        args.interval
+                    );
                 }
             }
             if args.once {
@@ -258,12 +261,17 @@ async fn check_account(
     };
     let mut chain = ChainVerifier::new(Some((newest.sequence, newest.hash.clone())));
     for e in &events {
-        let decoded = event_from_pb(e).map_err(|why| with_event(e, format!("undecodable: {why}")))?;
+        let decoded =
+            event_from_pb(e).map_err(|why| with_event(e, format!("undecodable: {why}")))?;
         chain.push(&decoded);
     }
     let verification = chain.finish();
     if let Some(broken) = verification.first_broken_event_id {
-        let event = events.iter().find(|e| e.event_id == broken).cloned();
+        let event = events
+            .iter()
+            .find(|e| e.event_id == broken)
+            .cloned()
+            .map(Box::new);
         return Err(Failure::Evidence {
             what: format!("account {account}'s hash chain breaks at event {broken}"),
             kept: None,
@@ -283,7 +291,7 @@ async fn check_account(
                 what,
                 kept: None,
                 fetched: None,
-                event: still.cloned(),
+                event: still.cloned().map(Box::new),
             });
         }
     }
@@ -364,7 +372,9 @@ struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
         if let Some(token) = &self.0 {
-            request.metadata_mut().insert("authorization", token.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
         }
         Ok(request)
     }
@@ -386,7 +396,8 @@ async fn connect(args: &MonitorArgs) -> Result<Client, Failure> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60));
     if let Some(ca) = &args.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| Failure::Unable(format!("{}: {e}", ca.display())))?;
+        let pem =
+            std::fs::read(ca).map_err(|e| Failure::Unable(format!("{}: {e}", ca.display())))?;
         let tls = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(pem));
         endpoint = endpoint
@@ -402,8 +413,9 @@ async fn connect(args: &MonitorArgs) -> Result<Client, Failure> {
 
 fn read_state(path: &Path) -> Result<State, Failure> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| Failure::Unable(format!("{}: not a monitor state file: {e}", path.display()))),
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Failure::Unable(format!("{}: not a monitor state file: {e}", path.display()))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
         Err(e) => Err(Failure::Unable(format!("{}: {e}", path.display()))),
     }
@@ -436,7 +448,7 @@ fn with_event(e: &pb::AuditEvent, what: String) -> Failure {
         what,
         kept: None,
         fetched: None,
-        event: Some(e.clone()),
+        event: Some(Box::new(e.clone())),
     }
 }
 

@@ -6,9 +6,9 @@ use std::{path::PathBuf, process::ExitCode};
 use super::verify_tree;
 use crate::{
     config::Config,
-    transparency::VerifierKey,
     domain::ids::AccountId,
     storage::{Store, accounts, audit_log},
+    transparency::VerifierKey,
 };
 
 /// What `audit verify` checks.
@@ -25,7 +25,12 @@ pub(super) struct VerifyArgs {
 /// Verifies chains (all accounts, or one), then the tree and checkpoints if a verifier key
 /// is given. Exit 0 intact, 1 broken, 2 unusable arguments or database.
 pub(super) async fn verify(config: Config, args: VerifyArgs) -> ExitCode {
-    let verifier = match args.verifier_key.as_deref().map(VerifierKey::parse).transpose() {
+    let verifier = match args
+        .verifier_key
+        .as_deref()
+        .map(VerifierKey::parse)
+        .transpose()
+    {
         Ok(v) => v,
         Err(e) => {
             eprintln!("accessgrant: --verifier-key: {e}");
@@ -46,9 +51,7 @@ pub(super) async fn verify(config: Config, args: VerifyArgs) -> ExitCode {
     let chains = verify_chains(&store, args.account).await;
     let tree = match (&chains, verifier) {
         (Err(_), _) | (_, None) => Ok(true),
-        (Ok(_), Some(verifier)) => {
-            verify_tree::verify(&store, &verifier, &args.checkpoints).await
-        }
+        (Ok(_), Some(verifier)) => verify_tree::verify(&store, &verifier, &args.checkpoints).await,
     };
     let _ = store.close().await;
     match (chains, tree) {

@@ -63,7 +63,11 @@ pub(super) async fn verify(
             }),
             Ok(_) => {
                 intact = false;
-                report(&source, &row.note, "its columns differ from its signed text");
+                report(
+                    &source,
+                    &row.note,
+                    "its columns differ from its signed text",
+                );
             }
             Err(e) => {
                 intact = false;
@@ -78,8 +82,8 @@ pub(super) async fn verify(
         );
     }
     for path in files {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
         let source = format!("checkpoint file {}", path.display());
         match note::open(&text, verifier) {
             Ok(checkpoint) => targets.push(Target {

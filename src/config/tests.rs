@@ -52,6 +52,7 @@ fn documented_defaults_are_the_applied_ones() {
         documented_default("metrics_listen"),
         c.metrics_listen.unwrap().to_string()
     );
+    assert_eq!(documented_default("origin"), c.audit.origin);
     let durations = [
         ("drain_timeout", c.drain_timeout),
         ("max_lifetime", c.service.lifetimes.max.to_std().unwrap()),
@@ -63,6 +64,7 @@ fn documented_defaults_are_the_applied_ones() {
         ("acquire_timeout", c.database.acquire_timeout),
         ("statement_timeout", c.database.statement_timeout),
         ("sweep_interval", c.expiry_sweep_interval),
+        ("checkpoint_interval", c.audit.checkpoint_interval),
         ("max_deadline", c.limits.max_deadline),
         (
             "http2_keepalive_interval",
@@ -252,6 +254,13 @@ fn database_and_expiry_settings() {
         (
             "[expiry]\nsweep_interval = \"0s\"\n",
             "expiry.sweep_interval",
+        ),
+        ("[audit]\norigin = \"a+b\"\n", "audit.origin"),
+        ("[audit]\norigin = \"a b\"\n", "audit.origin"),
+        ("[audit]\norigin = \"\"\n", "audit.origin"),
+        (
+            "[audit]\ncheckpoint_interval = \"0s\"\n",
+            "audit.checkpoint_interval",
         ),
     ] {
         match load(text) {

@@ -89,7 +89,8 @@ impl App {
                 latest: size,
             });
         }
-        let hashes = tree::compute(reader, |read| merkle::inclusion_proof(leaf, size, read)).await?;
+        let hashes =
+            tree::compute(reader, |read| merkle::inclusion_proof(leaf, size, read)).await?;
         Ok(InclusionProof {
             leaf_index: leaf,
             tree_size: size,
@@ -122,8 +123,10 @@ impl App {
             ));
         }
         let reader = self.store.reader();
-        let hashes =
-            tree::compute(reader, |read| merkle::consistency_proof(first, second, read)).await?;
+        let hashes = tree::compute(reader, |read| {
+            merkle::consistency_proof(first, second, read)
+        })
+        .await?;
         Ok((second, hashes))
     }
 

@@ -128,7 +128,11 @@ pub struct LeafRow {
 }
 
 /// Up to `limit` events with `leaf_index >= from`, in leaf order.
-pub async fn leaves(db: &impl ConnectionTrait, from: u64, limit: u64) -> Result<Vec<LeafRow>, Error> {
+pub async fn leaves(
+    db: &impl ConnectionTrait,
+    from: u64,
+    limit: u64,
+) -> Result<Vec<LeafRow>, Error> {
     Ok(audit_event::Entity::find()
         .select_only()
         .columns([
@@ -145,13 +149,15 @@ pub async fn leaves(db: &impl ConnectionTrait, from: u64, limit: u64) -> Result<
         .all(db)
         .await?
         .into_iter()
-        .map(|(leaf_index, event_id, account_id, sequence, hash)| LeafRow {
-            leaf_index,
-            event_id,
-            account_id,
-            sequence,
-            hash,
-        })
+        .map(
+            |(leaf_index, event_id, account_id, sequence, hash)| LeafRow {
+                leaf_index,
+                event_id,
+                account_id,
+                sequence,
+                hash,
+            },
+        )
         .collect())
 }
 
@@ -178,11 +184,13 @@ pub async fn insert_nodes(
     nodes: &[(NodeKey, Hash)],
 ) -> Result<(), Error> {
     for chunk in nodes.chunks(KEYS_PER_QUERY) {
-        let rows = chunk.iter().map(|(key, hash)| audit_tree_node::ActiveModel {
-            last_leaf: Set(key.last_leaf() as i64),
-            level: Set(i16::from(key.level)),
-            hash: Set(hash.to_vec()),
-        });
+        let rows = chunk
+            .iter()
+            .map(|(key, hash)| audit_tree_node::ActiveModel {
+                last_leaf: Set(key.last_leaf() as i64),
+                level: Set(i16::from(key.level)),
+                hash: Set(hash.to_vec()),
+            });
         audit_tree_node::Entity::insert_many(rows)
             .exec_without_returning(db)
             .await?;

@@ -195,7 +195,7 @@ pub type Reader<'a> = &'a mut dyn FnMut(NodeKey) -> Hash;
 /// `end - start` in RFC 9162's recursion, so the left part is one complete subtree.
 fn subtree(start: u64, end: u64, read: Reader<'_>) -> Hash {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         let level = n.trailing_zeros() as u8;
         return read(NodeKey {
             level,

@@ -79,7 +79,11 @@ fn stored_roots_match_the_definition_at_every_size() {
         for leaf in &leaves[..size as usize] {
             builder.push(leaf);
         }
-        assert_eq!((builder.size(), builder.root()), (size, expected), "built {size}");
+        assert_eq!(
+            (builder.size(), builder.root()),
+            (size, expected),
+            "built {size}"
+        );
     }
 }
 

@@ -23,6 +23,16 @@ const ED25519_TYPE: u8 = 0x01;
 /// What starts a signature line: an em dash and a space.
 const SIGNATURE_PREFIX: &str = "\u{2014} ";
 
+/// True for a usable signed-note key name (and so origin): 1–255 bytes, no '+' (it separates
+/// the verifier key's parts), no whitespace or control characters (they separate the note's
+/// lines and fields).
+pub fn valid_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.contains('+')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// A tree head: what a checkpoint commits to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -276,6 +286,35 @@ mod tests {
         let mut wrong_id = verifier.to_string();
         wrong_id.replace_range(verifier.name.len() + 1..verifier.name.len() + 9, "00000000");
         assert!(VerifierKey::parse(&wrong_id).is_err());
+    }
+
+    /// The worked example of docs/audit-log.md, byte for byte: three leaves whose data are
+    /// SHA-256("event-0"), ("event-1"), ("event-2"), signed with RFC 8410's example key.
+    #[test]
+    fn the_documented_example_is_exact() {
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+                   -----END PRIVATE KEY-----\n";
+        let key = SigningKey::from_pem(pem, "rfc8410").unwrap();
+        let mut tree = crate::transparency::merkle::Builder::new();
+        for i in 0..3 {
+            tree.push(&Sha256::digest(format!("event-{i}")));
+        }
+        let note = Checkpoint {
+            origin: "accessgrant/audit".into(),
+            size: 3,
+            root: tree.root(),
+        }
+        .sign(&key);
+        assert_eq!(
+            note,
+            "accessgrant/audit\n3\niJx7C2AbQKEX/YVr4aIqBFtuUhuPHgjI572PBkb77XI=\n\n\
+             \u{2014} accessgrant/audit TcoUa/VpVZ9LpVx/UCjqOZwbB5DBy0bDUhrpsuOMBK0tNKGwRy+ccpEMChPTmfshG99AfVB7l6dcqtzs5LLni1uzVAE=\n"
+        );
+        assert_eq!(
+            VerifierKey::new("accessgrant/audit", key.public_key()).to_string(),
+            "accessgrant/audit+4dca146b+ARm/RAlphM3+hUG6wWfcO5bIUIaqMLa2ywxcOK1wMWbh"
+        );
     }
 
     #[test]

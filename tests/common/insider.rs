@@ -13,8 +13,8 @@ use accessgrant::{
     transparency::merkle,
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, Database,
-    DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, Database, DatabaseConnection,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
 
 async fn connect(url: &str) -> DatabaseConnection {
@@ -115,7 +115,10 @@ async fn set_head(db: &DatabaseConnection, account: &str) {
 /// Recomputes every stored Merkle tree node from the event rows as they now are.
 pub async fn rebuild_tree(url: &str) {
     let db = connect(url).await;
-    audit_tree_node::Entity::delete_many().exec(&db).await.unwrap();
+    audit_tree_node::Entity::delete_many()
+        .exec(&db)
+        .await
+        .unwrap();
     let hashes: Vec<Vec<u8>> = audit_event::Entity::find()
         .order_by_asc(audit_event::Column::LeafIndex)
         .all(&db)

@@ -8,7 +8,11 @@ use sha2::{Digest, Sha256};
 pub type H = [u8; 32];
 
 fn leaf(data: &[u8]) -> H {
-    Sha256::new().chain_update([0u8]).chain_update(data).finalize().into()
+    Sha256::new()
+        .chain_update([0u8])
+        .chain_update(data)
+        .finalize()
+        .into()
 }
 
 fn node(l: &H, r: &H) -> H {
@@ -126,7 +130,9 @@ pub fn open_checkpoint(note: &str, verifier_key: &str) -> Option<(String, u64, H
     }
     let (body, sigs) = note.split_once("\n\n")?;
     let body = format!("{body}\n");
-    let line = sigs.lines().find(|l| l.starts_with(&format!("\u{2014} {name} ")))?;
+    let line = sigs
+        .lines()
+        .find(|l| l.starts_with(&format!("\u{2014} {name} ")))?;
     let blob = STANDARD.decode(line.rsplit(' ').next()?).ok()?;
     if blob.len() != 68 || blob[..4] != id[..4] {
         return None;

@@ -203,7 +203,12 @@ mod tests {
 
     #[test]
     fn the_empty_tree_gets_a_first_checkpoint() {
-        let (outcome, stored) = run(&command(&key(), None), 0, &[(0, merkle::empty_root())], None);
+        let (outcome, stored) = run(
+            &command(&key(), None),
+            0,
+            &[(0, merkle::empty_root())],
+            None,
+        );
         assert!(matches!(outcome, Outcome::Signed { size: 0, .. }));
         assert_eq!(stored.len(), 1);
     }

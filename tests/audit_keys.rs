@@ -141,7 +141,16 @@ async fn the_sqlite_default_creates_and_logs_its_key() {
 /// touching the database.
 #[tokio::test]
 async fn postgres_without_a_key_refuses_to_serve() {
-    let out = accessgrant(&serve_args("postgres://nobody@127.0.0.1:1/none")).await;
+    let out = accessgrant(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let log =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);

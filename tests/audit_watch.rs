@@ -323,3 +323,26 @@ async fn watch_rejects_a_malformed_account_id() {
     fields.sort();
     assert_eq!(fields, ["account_id", "after_global_position"]);
 }
+
+/// `WatchAuditEvents` order is `leaf_index` order: every event of every account carries its
+/// leaf, 0, 1, 2, … in the order the stream delivers them.
+#[tokio::test]
+async fn watch_order_is_leaf_order() {
+    let s = spawn_server().await;
+    for id in ["acme", "globex"] {
+        s.create_account(id, pb::AccountPlan::Trial).await;
+    }
+    for _ in 0..3 {
+        s.authorize("acme").await;
+        s.authorize("globex").await;
+    }
+    let mut stream = watch(&s, "", 0).await.unwrap();
+    let events = take(&mut stream, 8).await;
+    let leaves: Vec<i64> = events
+        .iter()
+        .map(|m| m.event.as_ref().unwrap().leaf_index)
+        .collect();
+    assert_eq!(leaves, (0..8).collect::<Vec<_>>());
+    let positions: Vec<i64> = events.iter().map(|m| m.global_position).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+}

@@ -64,6 +64,7 @@ async fn start_replicas(n: usize, dir: &std::path::Path) -> (String, Vec<Replica
                 "--metrics-listen",
                 "",
             ])
+            .args(common::key_config_args(&url))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)

@@ -20,7 +20,7 @@ use accessgrant::{
     },
     storage::{Store, audit_log},
 };
-use common::{assert_error, authorize_request, t0};
+use common::{assert_error, authorize_request, t0, use_test_signing_key};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -142,6 +142,7 @@ fn server_config(database_url: &str, tls: TlsSettings) -> Config {
     })
     .unwrap();
     config.tls = Some(tls);
+    use_test_signing_key(&mut config);
     config
 }
 

@@ -122,6 +122,7 @@ async fn spawn_server(
             "--database-url",
             &url,
         ])
+        .args(common::key_config_args(&url))
         .current_dir(dir.path())
         .env_remove("ACCESSGRANT_CONFIG")
         .env_remove("ACCESSGRANT_LISTEN")

@@ -282,13 +282,8 @@ pub async fn spawn_on(
     // no test moves it by a century, so events counted by a test never depend on a sweep
     // racing its clock changes. Sweep tests set a short interval and move the clock past it.
     config.expiry_sweep_interval = Duration::from_secs(100 * 365 * 24 * 3600);
-    // PostgreSQL needs a configured signing key, the same for every replica and restart of
-    // a database (SQLite servers create theirs beside the file, as in production).
-    if db_path.is_none() {
-        let key = dir.path().join("audit-key.pem");
-        std::fs::write(&key, TEST_SIGNING_KEY).unwrap();
-        config.audit.signing_key_file = Some(key);
-    }
+    // The same key for every replica and restart of a PostgreSQL database.
+    use_test_signing_key(&mut config);
     adjust(&mut config);
     let clock = Arc::new(ManualClock::new(t0()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -732,9 +727,10 @@ pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
     .is_ok()
 }
 
-/// The arguments of `accessgrant serve` on `url`: any free loopback port, no metrics.
-pub fn serve_args(url: &str) -> [&str; 7] {
-    [
+/// The arguments of `accessgrant serve` on `url`: any free loopback port, no metrics, and on
+/// PostgreSQL a config naming the test signing key (which PostgreSQL requires).
+pub fn serve_args(url: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -743,4 +739,46 @@ pub fn serve_args(url: &str) -> [&str; 7] {
         "--database-url",
         url,
     ]
+    .map(String::from)
+    .to_vec();
+    args.extend(key_config_args(url));
+    args
+}
+
+/// Files of this test process: the PostgreSQL tests' signing key and a config naming it.
+fn key_files() -> &'static (PathBuf, PathBuf) {
+    static FILES: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("accessgrant-test-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("audit-key.pem");
+        std::fs::write(&key, TEST_SIGNING_KEY).unwrap();
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[audit]\nsigning_key_file = {:?}\n",
+                key.display().to_string()
+            ),
+        )
+        .unwrap();
+        (key, config)
+    })
+}
+
+/// `--config FILE` naming the test signing key on PostgreSQL, which requires a key (SQLite
+/// servers create theirs beside the database, as in production); nothing on SQLite.
+pub fn key_config_args(url: &str) -> Vec<String> {
+    if url.starts_with("postgres") {
+        vec!["--config".into(), key_files().1.display().to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Gives a PostgreSQL configuration the test signing key (nothing on SQLite).
+pub fn use_test_signing_key(config: &mut Config) {
+    if config.database_url.starts_with("postgres") && config.audit.signing_key_file.is_none() {
+        config.audit.signing_key_file = Some(key_files().0.clone());
+    }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::{ffi::OsStr, path::Path, time::Duration};
 
 use accessgrant::proto::v1 as pb;
-use common::{merkle as independent, *};
+use common::*;
 
 /// Runs the independent verifier with `args`: (exit code, stdout then stderr).
 async fn python(args: &[&OsStr]) -> (i32, String) {
@@ -62,30 +62,10 @@ async fn event_count(s: &TestServer) -> u64 {
     s.count("SELECT COUNT(*) FROM audit_events").await as u64
 }
 
-/// The latest checkpoint once it covers at least `size` events, opened by the independent
-/// verifier of `common::merkle`: (note, verifier key).
-async fn checkpoint_at_least(s: &TestServer, size: u64) -> (String, String) {
-    for _ in 0..500 {
-        let r = s
-            .audit()
-            .get_audit_checkpoint(pb::GetAuditCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let (_, signed, _) = independent::open_checkpoint(&r.checkpoint, &r.verifier_key)
-            .unwrap_or_else(|| panic!("checkpoint does not verify: {r:?}"));
-        if signed >= size {
-            return (r.checkpoint, r.verifier_key);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no checkpoint of size {size} was signed");
-}
-
 /// The latest checkpoint, once it covers every event, kept in a file of `dir` as a customer
 /// would keep it: (file, verifier key).
 async fn keep_checkpoint(s: &TestServer, dir: &Path) -> (std::path::PathBuf, String) {
-    let (note, key) = checkpoint_at_least(s, event_count(s).await).await;
+    let (note, key, _, _) = checkpoint_at_least(s, event_count(s).await).await;
     let kept = dir.join("checkpoint.txt");
     std::fs::write(&kept, &note).unwrap();
     (kept, key)

@@ -22,27 +22,6 @@ async fn fast_signing() -> TestServer {
     spawn_server_with(fast).await
 }
 
-/// The latest checkpoint once it covers at least `size` events, opened by the independent
-/// verifier: (note, verifier key, size, root).
-async fn checkpoint_at_least(s: &TestServer, size: u64) -> (String, String, u64, independent::H) {
-    for _ in 0..500 {
-        let r = s
-            .audit()
-            .get_audit_checkpoint(pb::GetAuditCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let (origin, signed, root) = independent::open_checkpoint(&r.checkpoint, &r.verifier_key)
-            .unwrap_or_else(|| panic!("checkpoint does not verify: {r:?}"));
-        assert_eq!(origin, "accessgrant/audit");
-        if signed >= size {
-            return (r.checkpoint, r.verifier_key, signed, root);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no checkpoint of size {size} was signed");
-}
-
 /// Every event of `accounts`, in leaf order.
 async fn events_by_leaf(s: &TestServer, accounts: &[String]) -> Vec<pb::AuditEvent> {
     let mut all = Vec::new();

@@ -189,20 +189,8 @@ pub async fn restart(server: TestServer) -> TestServer {
 }
 
 /// [`restart`], letting the test adjust the new server's configuration.
-pub async fn restart_with(mut server: TestServer, adjust: impl FnOnce(&mut Config)) -> TestServer {
-    let now = accessgrant::clock::Clock::now(&*server.clock);
-    if let Some(tx) = server.shutdown.take() {
-        let _ = tx.send(());
-    }
-    if let Some(h) = server.handle.take() {
-        h.await.unwrap();
-    }
-    let TestServer {
-        _dir, database_url, ..
-    } = server;
-    let restarted = spawn_on(_dir, database_url, adjust).await;
-    restarted.clock.set(now);
-    restarted
+pub async fn restart_with(server: TestServer, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    stop_keeping_database(server).await.start_with(adjust).await
 }
 
 /// A stopped server's database (and files), to change behind its back and start again.
@@ -238,6 +226,27 @@ impl Stopped {
         started.clock.set(self.now);
         started
     }
+}
+
+/// The latest checkpoint once it covers at least `size` events, opened by the independent
+/// verifier of [`merkle`]: (note, verifier key, size, root).
+pub async fn checkpoint_at_least(s: &TestServer, size: u64) -> (String, String, u64, merkle::H) {
+    for _ in 0..500 {
+        let r = s
+            .audit()
+            .get_audit_checkpoint(pb::GetAuditCheckpointRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let (origin, signed, root) = merkle::open_checkpoint(&r.checkpoint, &r.verifier_key)
+            .unwrap_or_else(|| panic!("checkpoint does not verify: {r:?}"));
+        assert_eq!(origin, "accessgrant/audit");
+        if signed >= size {
+            return (r.checkpoint, r.verifier_key, signed, root);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no checkpoint of size {size} was signed");
 }
 
 /// Starts another server (a replica, with its own store, writer and clock set to the same

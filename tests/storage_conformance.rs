@@ -22,7 +22,7 @@ use accessgrant::{
         write::{
             Backend, ChainHead, Changes, CheckpointRow, GrantRow, Keys, Loaded,
             postgres::PostgresBackend,
-            rows::{AssumptionRow, EventRow, ResponseRow, StoredResponse},
+            rows::{AssumptionRow, EventRow, ResponseRow, StoredResponse, TreeTip},
             sqlite::SqliteBackend,
         },
     },
@@ -55,10 +55,10 @@ impl Backend for Under {
         }
     }
 
-    async fn tree_size(&mut self) -> Result<u64, Error> {
+    async fn tree_tip(&mut self) -> Result<TreeTip, Error> {
         match self {
-            Under::Sqlite(b) => b.tree_size().await,
-            Under::Postgres(b) => b.tree_size().await,
+            Under::Sqlite(b) => b.tree_tip().await,
+            Under::Postgres(b) => b.tree_tip().await,
         }
     }
 
@@ -741,14 +741,14 @@ async fn a_colliding_event_is_damage_and_leaves_nothing() {
     assert_eq!(db.events("acme").await.len(), 3);
 }
 
-/// Tree nodes and checkpoints written through a backend read back through it: the size is
-/// one past the newest node's last leaf, nodes come back by key (absent ones left out), and
-/// the latest checkpoint is the origin's largest.
+/// Tree nodes, the tree's head and checkpoints written through a backend read back through
+/// it: the head as written, nodes by key (absent ones left out), and the latest checkpoint is
+/// the origin's largest.
 #[tokio::test]
 async fn tree_nodes_and_checkpoints_round_trip() {
     let mut db = Db::fresh().await;
     db.backend.begin().await.unwrap();
-    assert_eq!(db.backend.tree_size().await.unwrap(), 0);
+    assert_eq!(db.backend.tree_tip().await.unwrap(), TreeTip::default());
     assert_eq!(db.backend.latest_checkpoint("o").await.unwrap(), None);
     db.backend.rollback().await;
 
@@ -766,13 +766,19 @@ async fn tree_nodes_and_checkpoints_round_trip() {
     };
     let changes = Changes {
         tree_nodes: appended.nodes.clone(),
+        tree_tip: Some(TreeTip {
+            size: 11,
+            frontier: appended.frontier.clone(),
+        }),
         checkpoints: vec![checkpoint(3), checkpoint(11)],
         ..Changes::default()
     };
     db.commit(&changes).await;
 
     db.backend.begin().await.unwrap();
-    assert_eq!(db.backend.tree_size().await.unwrap(), 11);
+    let tip = db.backend.tree_tip().await.unwrap();
+    assert_eq!((tip.size, tip.frontier.len()), (11, 3));
+    assert_eq!(tip.frontier, appended.frontier);
     let mut keys: Vec<NodeKey> = appended.nodes.iter().map(|(k, _)| *k).collect();
     keys.push(NodeKey { level: 4, index: 0 });
     let nodes = db.backend.tree_nodes(&keys).await.unwrap();

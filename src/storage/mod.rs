@@ -99,8 +99,10 @@ impl Default for DatabaseSettings {
 const MIGRATION_LOCK_KEY: i64 = 0x6163_6365_7373_6772;
 
 /// Locks the single `write_fence` row: the first statement of every PostgreSQL write
-/// transaction (see the module doc).
-const LOCK_WRITE_FENCE: &str = "SELECT id FROM write_fence WHERE id = 1 FOR UPDATE";
+/// transaction (see the module doc). The row also carries the Merkle tree's head, which the
+/// batch appends to, so reading it costs no round trip of its own.
+const LOCK_WRITE_FENCE: &str =
+    "SELECT tree_size, tree_frontier FROM write_fence WHERE id = 1 FOR UPDATE";
 
 pub(crate) use error::is_undecodable;
 
@@ -123,6 +125,8 @@ pub struct Store {
 pub struct WriteTxn {
     /// The open transaction.
     txn: DatabaseTransaction,
+    /// The Merkle tree's head as the fence row holds it.
+    pub tree_tip: write::rows::TreeTip,
 }
 
 impl WriteTxn {
@@ -272,8 +276,18 @@ impl Store {
             ));
         }
         let txn = self.db.begin().await?;
-        txn.execute_unprepared(LOCK_WRITE_FENCE).await?;
-        Ok(WriteTxn { txn })
+        let row = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                LOCK_WRITE_FENCE,
+            ))
+            .await?
+            .ok_or_else(|| Error::Internal("the write_fence row is missing".into()))?;
+        let tree_tip = write::rows::TreeTip::from_stored(
+            row.try_get_by_index::<i64>(0)?,
+            &row.try_get_by_index::<Vec<u8>>(1)?,
+        )?;
+        Ok(WriteTxn { txn, tree_tip })
     }
 
     /// The SQLite database file, if this store is one (not in-memory, not PostgreSQL).

@@ -178,26 +178,6 @@ pub async fn stored_leaf_hashes(
         .collect())
 }
 
-/// Inserts tree nodes (PostgreSQL write backend).
-pub async fn insert_nodes(
-    db: &impl ConnectionTrait,
-    nodes: &[(NodeKey, Hash)],
-) -> Result<(), Error> {
-    for chunk in nodes.chunks(KEYS_PER_QUERY) {
-        let rows = chunk
-            .iter()
-            .map(|(key, hash)| audit_tree_node::ActiveModel {
-                last_leaf: Set(key.last_leaf() as i64),
-                level: Set(i16::from(key.level)),
-                hash: Set(hash.to_vec()),
-            });
-        audit_tree_node::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Inserts signed checkpoints (PostgreSQL write backend).
 pub async fn insert_checkpoints(
     db: &impl ConnectionTrait,

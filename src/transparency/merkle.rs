@@ -106,6 +106,8 @@ pub struct Appended {
     pub first_leaf: u64,
     /// Nodes to store, in completion order (so in storage-key order).
     pub nodes: Vec<(NodeKey, Hash)>,
+    /// The right edge of the grown tree (see [`frontier_keys`]).
+    pub frontier: Vec<Hash>,
 }
 
 /// Appends leaves (their data: event chain hashes) to a tree of `size` leaves whose frontier
@@ -143,6 +145,7 @@ pub fn append(size: u64, frontier: &[Hash], leaves: &[&[u8]]) -> Result<Appended
     Ok(Appended {
         first_leaf: size,
         nodes,
+        frontier: edge.into_iter().map(|(_, hash)| hash).collect(),
     })
 }
 

@@ -44,6 +44,8 @@ fn build(leaves: &[Vec<u8>]) -> HashMap<NodeKey, Hash> {
             assert!(nodes.insert(key, hash).is_none(), "{key:?} stored twice");
         }
         size = end as u64;
+        let expected: Vec<Hash> = frontier_keys(size).iter().map(|k| nodes[k]).collect();
+        assert_eq!(appended.frontier, expected, "frontier after {size}");
         batch = batch % 7 + 2;
     }
     nodes

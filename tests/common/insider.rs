@@ -8,7 +8,6 @@ use accessgrant::{
     storage::{
         audit_log::to_domain,
         entities::{audit_chain_head, audit_event, audit_tree_node},
-        tree,
     },
     transparency::merkle,
 };
@@ -129,7 +128,35 @@ pub async fn rebuild_tree(url: &str) {
         .collect();
     let leaves: Vec<&[u8]> = hashes.iter().map(Vec::as_slice).collect();
     let appended = merkle::append(0, &[], &leaves).unwrap();
-    tree::insert_nodes(&db, &appended.nodes).await.unwrap();
+    for chunk in appended.nodes.chunks(200) {
+        let rows = chunk
+            .iter()
+            .map(|(key, hash)| audit_tree_node::ActiveModel {
+                last_leaf: Set(key.last_leaf() as i64),
+                level: Set(i16::from(key.level)),
+                hash: Set(hash.to_vec()),
+            });
+        audit_tree_node::Entity::insert_many(rows)
+            .exec_without_returning(&db)
+            .await
+            .unwrap();
+    }
+    // And the head the next append starts from.
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "UPDATE write_fence SET tree_size = $1, tree_frontier = $2 WHERE id = 1"
+            }
+            _ => "UPDATE write_fence SET tree_size = ?, tree_frontier = ? WHERE id = 1",
+        },
+        [
+            (leaves.len() as i64).into(),
+            appended.frontier.concat().into(),
+        ],
+    ))
+    .await
+    .unwrap();
 }
 
 /// Deletes every stored checkpoint.

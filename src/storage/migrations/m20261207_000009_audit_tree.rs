@@ -1,8 +1,10 @@
 //! The audit log's Merkle tree: `audit_events.leaf_index` (dense, in commit order),
 //! `audit_tree_nodes` (every complete subtree, keyed so appends land at the table's end;
 //! `WITHOUT ROWID` on SQLite, so the key is the only B-tree) and `audit_checkpoints` (every
-//! signed checkpoint). Existing events become the tree's first leaves, in global-position
-//! order, and their nodes are computed here.
+//! signed checkpoint), and the tree's head (`write_fence.tree_size`, `tree_frontier`: the
+//! size and right edge the next batch appends to, on the row every write transaction locks
+//! first). Existing events become the tree's first leaves, in global-position order, and
+//! their nodes and the head are computed here.
 
 use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::{prelude::*, schema::*};
@@ -32,6 +34,19 @@ impl MigrationTrait for Migration {
              ROW_NUMBER() OVER (ORDER BY global_position) AS n FROM audit_events) AS r \
              WHERE audit_events.global_position = r.p",
         )
+        .await?;
+        let sqlite = manager.get_database_backend() == DbBackend::Sqlite;
+        db.execute_unprepared(if sqlite {
+            "ALTER TABLE write_fence ADD COLUMN tree_size INTEGER NOT NULL DEFAULT 0"
+        } else {
+            "ALTER TABLE write_fence ADD COLUMN tree_size BIGINT NOT NULL DEFAULT 0"
+        })
+        .await?;
+        db.execute_unprepared(if sqlite {
+            "ALTER TABLE write_fence ADD COLUMN tree_frontier BLOB NOT NULL DEFAULT x''"
+        } else {
+            "ALTER TABLE write_fence ADD COLUMN tree_frontier BYTEA NOT NULL DEFAULT ''::bytea"
+        })
         .await?;
         db.execute_unprepared(match manager.get_database_backend() {
             DbBackend::Sqlite => {
@@ -68,9 +83,11 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(AuditCheckpoints::Table).to_owned())
             .await?;
-        manager
-            .get_connection()
-            .execute_unprepared("DROP TABLE audit_tree_nodes")
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TABLE audit_tree_nodes").await?;
+        db.execute_unprepared("ALTER TABLE write_fence DROP COLUMN tree_frontier")
+            .await?;
+        db.execute_unprepared("ALTER TABLE write_fence DROP COLUMN tree_size")
             .await?;
         manager
             .alter_table(
@@ -83,7 +100,8 @@ impl MigrationTrait for Migration {
     }
 }
 
-/// Appends every existing event to the (empty) tree, in leaf order, a chunk at a time.
+/// Appends every existing event to the (empty) tree, in leaf order, a chunk at a time, then
+/// records the tree's head on the `write_fence` row.
 async fn build_existing_tree(db: &SchemaManagerConnection<'_>) -> Result<(), DbErr> {
     let mut size = 0_u64;
     let mut frontier: Vec<Hash> = Vec::new();
@@ -97,7 +115,7 @@ async fn build_existing_tree(db: &SchemaManagerConnection<'_>) -> Result<(), DbE
             .to_owned();
         let rows = db.query_all(&select).await?;
         if rows.is_empty() {
-            return Ok(());
+            break;
         }
         let hashes: Vec<Vec<u8>> = rows
             .iter()
@@ -124,23 +142,24 @@ async fn build_existing_tree(db: &SchemaManagerConnection<'_>) -> Result<(), DbE
             db.execute(&insert).await?;
         }
         size += leaves.len() as u64;
-        let mut known: std::collections::HashMap<merkle::NodeKey, Hash> =
-            appended.nodes.into_iter().collect();
-        let keys = merkle::frontier_keys(size);
-        let old = merkle::frontier_keys(size - leaves.len() as u64);
-        for (key, hash) in old.iter().zip(frontier.iter()) {
-            known.insert(*key, *hash);
-        }
-        frontier = keys
-            .iter()
-            .map(|k| {
-                known
-                    .get(k)
-                    .copied()
-                    .ok_or_else(|| DbErr::Custom(format!("tree node {k:?} was not built")))
-            })
-            .collect::<Result<_, _>>()?;
+        frontier = appended.frontier;
     }
+    let head = Query::update()
+        .table(WriteFence::Table)
+        .value(WriteFence::TreeSize, size as i64)
+        .value(WriteFence::TreeFrontier, frontier.concat())
+        .and_where(Expr::col(WriteFence::Id).eq(1))
+        .to_owned();
+    db.execute(&head).await?;
+    Ok(())
+}
+
+#[derive(DeriveIden)]
+enum WriteFence {
+    Table,
+    Id,
+    TreeSize,
+    TreeFrontier,
 }
 
 #[derive(DeriveIden)]

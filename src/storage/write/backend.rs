@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::{
     keys::{Keys, Loaded},
-    rows::{Changes, CheckpointRow},
+    rows::{Changes, CheckpointRow, TreeTip},
 };
 use crate::{
     domain::Error,
@@ -31,8 +31,8 @@ pub trait Backend: Send + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Loaded, Error>> + Send;
 
-    /// Leaves in the stored Merkle tree (inside the open transaction).
-    fn tree_size(&mut self) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// The Merkle tree's head: size and right edge (inside the open transaction).
+    fn tree_tip(&mut self) -> impl Future<Output = Result<TreeTip, Error>> + Send;
 
     /// The stored tree nodes among `keys` (absent ones are left out).
     fn tree_nodes(
@@ -47,7 +47,7 @@ pub trait Backend: Send + 'static {
     ) -> impl Future<Output = Result<Option<CheckpointRow>, Error>> + Send;
 
     /// Writes every change of the batch inside the open transaction (events with their
-    /// `leaf_index`, the tree nodes and checkpoints included).
+    /// `leaf_index`, the tree nodes, the tree's new head and checkpoints included).
     fn write(&mut self, changes: &Changes) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Commits durably; on failure nothing of the batch is written.

@@ -91,6 +91,42 @@ pub struct EventRow {
     pub leaf_index: i64,
 }
 
+/// Where the next leaves go: the tree's size and right edge, kept on the `write_fence` row so
+/// a batch reads them with the lock it takes anyway (one row, no node reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeTip {
+    /// Leaves in the tree.
+    pub size: u64,
+    /// The hashes of its complete subtrees, largest first (`merkle::frontier_keys`).
+    pub frontier: Vec<Hash>,
+}
+
+impl TreeTip {
+    /// The stored form of the right edge: the hashes concatenated.
+    pub fn frontier_bytes(&self) -> Vec<u8> {
+        self.frontier.concat()
+    }
+
+    /// Decodes a stored tip; a right edge that does not fit the size is damage.
+    pub fn from_stored(size: i64, frontier: &[u8]) -> Result<Self, crate::domain::Error> {
+        let damaged = || {
+            crate::domain::Error::Internal(format!(
+                "the stored tree head (size {size}, {} bytes of right edge) is damaged",
+                frontier.len()
+            ))
+        };
+        let size = u64::try_from(size).map_err(|_| damaged())?;
+        if frontier.len() != 32 * size.count_ones() as usize {
+            return Err(damaged());
+        }
+        let frontier = frontier
+            .chunks_exact(32)
+            .map(|c| c.try_into().map_err(|_| damaged()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { size, frontier })
+    }
+}
+
 /// The `leaf_index` of an event not yet placed in the tree.
 pub const UNASSIGNED_LEAF: i64 = -1;
 
@@ -157,6 +193,8 @@ pub struct Changes {
     /// Tree nodes the events complete (computed by the loop from the stored frontier, right
     /// before writing: see `write::tree`).
     pub tree_nodes: Vec<(NodeKey, Hash)>,
+    /// The tree's new head, when events were placed.
+    pub tree_tip: Option<TreeTip>,
 }
 
 impl Changes {
@@ -204,6 +242,9 @@ impl Changes {
         self.responses.extend(later.responses);
         self.checkpoints.extend(later.checkpoints);
         self.tree_nodes.extend(later.tree_nodes);
+        if later.tree_tip.is_some() {
+            self.tree_tip = later.tree_tip;
+        }
         self.prune_responses_before =
             match (self.prune_responses_before, later.prune_responses_before) {
                 (Some(a), Some(b)) => Some(a.max(b)),

@@ -1,19 +1,17 @@
 //! The Merkle tree's side of the write loop, the same for every backend: placing a batch's
 //! events as the tree's next leaves (inside the batch's transaction, so the tree never
 //! differs from the committed events), and reading the tree's state for a checkpoint signer.
-//! Backends only read nodes; the arithmetic is `transparency::merkle`'s.
+//! Backends only read the head (size and right edge, kept on the `write_fence` row every
+//! write transaction locks anyway) and nodes; the arithmetic is `transparency::merkle`'s.
 
 use std::collections::BTreeMap;
 
 use super::{
     backend::Backend,
     keys::TreeKeys,
-    rows::{Changes, TreeState},
+    rows::{Changes, TreeState, TreeTip},
 };
-use crate::{
-    domain::Error,
-    transparency::merkle::{self, Hash},
-};
+use crate::{domain::Error, transparency::merkle};
 
 /// Gives `changes`' events their leaf indexes, in append order, and adds the nodes they
 /// complete. Serialized like every write (the SQLite writer thread, the PostgreSQL write
@@ -22,25 +20,24 @@ pub async fn place_events<B: Backend>(backend: &mut B, changes: &mut Changes) ->
     if changes.events.is_empty() {
         return Ok(());
     }
-    let size = backend.tree_size().await?;
-    let keys = merkle::frontier_keys(size);
-    let stored = backend.tree_nodes(&keys).await?;
-    let frontier = keys
-        .iter()
-        .map(|k| stored.get(k).copied().ok_or_else(|| missing(*k)))
-        .collect::<Result<Vec<Hash>, Error>>()?;
+    let tip = backend.tree_tip().await?;
     let leaves: Vec<&[u8]> = changes.events.iter().map(|e| e.hash.as_slice()).collect();
-    let appended = merkle::append(size, &frontier, &leaves).map_err(Error::Internal)?;
+    let appended = merkle::append(tip.size, &tip.frontier, &leaves).map_err(Error::Internal)?;
+    let placed = leaves.len() as u64;
     for (offset, event) in changes.events.iter_mut().enumerate() {
         event.leaf_index = to_i64(appended.first_leaf + offset as u64)?;
     }
     changes.tree_nodes = appended.nodes;
+    changes.tree_tip = Some(TreeTip {
+        size: tip.size + placed,
+        frontier: appended.frontier,
+    });
     Ok(())
 }
 
 /// Reads what `keys` ask for (see [`TreeKeys`]).
 pub async fn load_state<B: Backend>(backend: &mut B, keys: &TreeKeys) -> Result<TreeState, Error> {
-    let size = backend.tree_size().await?;
+    let size = backend.tree_tip().await?.size;
     let latest = backend.latest_checkpoint(&keys.origin).await?;
     let mut sizes: Vec<u64> = keys.roots_at.clone();
     sizes.push(size);

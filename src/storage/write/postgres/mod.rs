@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::{
     backend::Backend,
     keys::{Keys, Loaded},
-    rows::{Changes, CheckpointRow},
+    rows::{Changes, CheckpointRow, TreeTip},
 };
 use crate::{
     domain::Error,
@@ -55,8 +55,8 @@ impl Backend for PostgresBackend {
         load::load(self.txn()?, keys, now).await
     }
 
-    async fn tree_size(&mut self) -> Result<u64, Error> {
-        tree::size(&**self.txn()?).await
+    async fn tree_tip(&mut self) -> Result<TreeTip, Error> {
+        Ok(self.txn()?.tree_tip.clone())
     }
 
     async fn tree_nodes(&mut self, keys: &[NodeKey]) -> Result<HashMap<NodeKey, Hash>, Error> {
@@ -70,7 +70,7 @@ impl Backend for PostgresBackend {
     async fn write(&mut self, changes: &Changes) -> Result<(), Error> {
         let txn = &**self.txn()?;
         save::save(txn, changes).await?;
-        tree::insert_nodes(txn, &changes.tree_nodes).await?;
+        save::save_tree(txn, changes).await?;
         tree::insert_checkpoints(txn, &changes.checkpoints).await
     }
 

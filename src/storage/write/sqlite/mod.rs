@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{
     backend::Backend,
     keys::{Keys, Loaded},
-    rows::{Changes, CheckpointRow},
+    rows::{Changes, CheckpointRow, TreeTip},
 };
 use crate::{
     domain::Error,
@@ -92,8 +92,8 @@ impl Backend for SqliteBackend {
         std::future::ready(load::load(&self.conn, keys, now))
     }
 
-    fn tree_size(&mut self) -> impl Future<Output = Result<u64, Error>> + Send {
-        std::future::ready(tree::size(&self.conn))
+    fn tree_tip(&mut self) -> impl Future<Output = Result<TreeTip, Error>> + Send {
+        std::future::ready(tree::tip(&self.conn))
     }
 
     fn tree_nodes(

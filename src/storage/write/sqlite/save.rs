@@ -160,6 +160,12 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
             insert.execute(params![key.last_leaf() as i64, key.level, hash.as_slice()])?;
         }
     }
+    if let Some(tip) = &changes.tree_tip {
+        conn.prepare_cached(
+            "UPDATE write_fence SET tree_size = ?1, tree_frontier = ?2 WHERE id = 1",
+        )?
+        .execute(params![tip.size as i64, tip.frontier_bytes()])?;
+    }
     if !changes.checkpoints.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO audit_checkpoints (origin, tree_size, root_hash, note, sign_time_us) \

@@ -6,16 +6,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     domain::Error,
-    storage::write::rows::CheckpointRow,
+    storage::write::rows::{CheckpointRow, TreeTip},
     transparency::{Checkpoint, Hash, NodeKey},
 };
 
-/// Leaves in the stored tree: one past the last leaf of the newest node.
-pub(super) fn size(conn: &Connection) -> Result<u64, Error> {
-    let last: Option<i64> = conn
-        .prepare_cached("SELECT MAX(last_leaf) FROM audit_tree_nodes")?
-        .query_row([], |r| r.get(0))?;
-    last.map_or(Ok(0), |l| stored_u64(l + 1))
+/// The tree's head, from the `write_fence` row.
+pub(super) fn tip(conn: &Connection) -> Result<TreeTip, Error> {
+    let (size, frontier): (i64, Vec<u8>) = conn
+        .prepare_cached("SELECT tree_size, tree_frontier FROM write_fence WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    TreeTip::from_stored(size, &frontier)
 }
 
 /// The stored nodes among `keys`.

@@ -118,10 +118,9 @@ pub async fn run(
         .map(|path| crate::storage::sqlite_file::ServeLock::acquire(&path))
         .transpose()?;
     // The key before the database: a misconfigured key stops the start with nothing touched.
-    let signer = crate::checkpoints::signer(
-        &config.audit,
-        crate::storage::sqlite_file::path_of(&config.database_url),
-    )?;
+    let sqlite_file = crate::storage::sqlite_file::path_of(&config.database_url);
+    let signer = crate::checkpoints::signer(&config.audit, sqlite_file.clone())?;
+    let mut signed = crate::checkpoints::memory(&config.audit, sqlite_file, &signer)?;
     let metrics_task = crate::metrics::start(config.metrics_listen).await;
     let store = open_store(&config).await?;
     if let Some(lock) = &serve_lock {
@@ -153,7 +152,7 @@ pub async fn run(
     ));
     // A checkpoint of the log as it stands before serving, so GetAuditCheckpoint answers
     // from the first request.
-    let signed = crate::checkpoints::round(&app, None).await;
+    crate::checkpoints::round(&app, &mut signed).await;
     let signing = tokio::spawn(crate::checkpoints::run(
         app.clone(),
         config.audit.checkpoint_interval,

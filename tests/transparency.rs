@@ -351,10 +351,17 @@ async fn an_insider_rewrite_is_caught_by_a_kept_checkpoint() {
     assert!(out.contains("tree: intact"), "{out}");
 
     let url = s.database_url.clone();
+    let db_path = s.db_path.clone();
     let s = stop_keeping_database(s).await;
     insider::rewrite_event(&url, "victim", 2, r#"{"justification":"routine check"}"#).await;
     insider::rebuild_tree(&url).await;
     insider::delete_checkpoints(&url).await;
+    // The strongest insider also deletes the server's own record of what it signed (beside
+    // a SQLite database; PostgreSQL servers here keep it in memory only), so the restarted
+    // server signs the rewritten log: the kept checkpoints are all that is left to catch it.
+    if let Some(db) = db_path {
+        std::fs::remove_file(format!("{}.audit-signed", db.display())).unwrap();
+    }
     let (code, out) = accessgrant(&["audit", "verify", "--database-url", &url]).await;
     assert_eq!(code, 0, "the recomputed chains verify: {out}");
     let (code, out) = verify(&url, &key, &kept).await;
@@ -434,5 +441,43 @@ async fn the_server_refuses_to_sign_over_a_rewritten_tree() {
     assert_eq!(
         latest.checkpoint, note,
         "nothing signed over the rewritten tree"
+    );
+}
+
+/// The database lost (a new, empty one) while the key and the signer's record of what it
+/// signed survive: the server does not sign the new, shorter history under the same key —
+/// it has no checkpoint to give until an operator starts a new origin.
+#[tokio::test]
+async fn a_lost_database_does_not_get_a_new_history_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, TEST_SIGNING_KEY).unwrap();
+    let signed = dir.path().join("signed-checkpoint");
+    let config = |c: &mut accessgrant::config::Config| {
+        fast(c);
+        c.audit.signing_key_file = Some(key.clone());
+        c.audit.signed_checkpoint_file = Some(signed.clone());
+    };
+    let s = spawn_server_with(config).await;
+    some_events(&s, "acme").await;
+    let n = events_by_leaf(&s, &["acme".into()]).await.len() as u64;
+    let (note, _, _, _) = checkpoint_at_least(&s, n).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(std::fs::read_to_string(&signed).unwrap(), note);
+    drop(stop_keeping_database(s).await);
+
+    let fresh = spawn_server_with(config).await;
+    some_events(&fresh, "beta").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = fresh
+        .audit()
+        .get_audit_checkpoint(pb::GetAuditCheckpointRequest {})
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "NO_CHECKPOINT_YET");
+    assert_eq!(
+        std::fs::read_to_string(&signed).unwrap(),
+        note,
+        "the record is kept"
     );
 }

@@ -27,5 +27,6 @@ pub(super) fn settings(file: FileAudit) -> Result<AuditSettings, ConfigError> {
         signing_key_file: file.signing_key_file,
         origin,
         checkpoint_interval,
+        signed_checkpoint_file: file.signed_checkpoint_file,
     })
 }

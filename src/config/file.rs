@@ -35,6 +35,7 @@ pub(super) struct FileAudit {
     pub signing_key_file: Option<PathBuf>,
     pub origin: Option<String>,
     pub checkpoint_interval: Option<String>,
+    pub signed_checkpoint_file: Option<PathBuf>,
 }
 
 /// `[database]`.

@@ -61,6 +61,11 @@ impl App {
         self.write(command, None).await
     }
 
+    /// The log's signing identity.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     /// The latest signed checkpoint's note and the verifier key that checks it.
     pub async fn audit_checkpoint(&self, caller: &Caller) -> Result<(String, String), Error> {
         caller.require(Permission::AuditRead)?;
@@ -160,6 +165,9 @@ pub struct AuditSettings {
     pub origin: String,
     /// How soon after a commit a checkpoint covering it is signed.
     pub checkpoint_interval: std::time::Duration,
+    /// Where the last signed checkpoint is kept outside the database; `None`: on SQLite
+    /// `<database file>.audit-signed`, on PostgreSQL memory only.
+    pub signed_checkpoint_file: Option<std::path::PathBuf>,
 }
 
 /// The defaults of `[audit]` (docs/configuration.md).
@@ -169,6 +177,7 @@ impl Default for AuditSettings {
             signing_key_file: None,
             origin: "accessgrant/audit".into(),
             checkpoint_interval: std::time::Duration::from_secs(1),
+            signed_checkpoint_file: None,
         }
     }
 }

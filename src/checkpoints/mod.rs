@@ -9,9 +9,15 @@
 //! **The round.** Every replica runs it; the write fence orders them, and a tree head
 //! already signed is not signed again. A refusal (the stored tree no longer extends a signed
 //! checkpoint) is logged, counted (`accessgrant_checkpoint_refusals_total`, which pages) and
-//! repeated every round until an operator acts (runbook: "Checkpoint refused").
+//! repeated every round until an operator acts (runbook: "Checkpoint refused"). What the
+//! signer signed last is also kept in a file outside the database ([`memory`]), so losing the
+//! database does not let it sign a new, shorter history under the same key.
+
+mod memory;
 
 use std::{path::PathBuf, time::Duration};
+
+pub use memory::{Memory, MemoryError};
 
 use crate::{
     metrics::{CHECKPOINT_FAILURES, CHECKPOINT_REFUSALS, CHECKPOINT_TREE_SIZE, CHECKPOINTS_SIGNED},
@@ -20,7 +26,7 @@ use crate::{
         commands::checkpoint::Outcome,
         transparency::{AuditSettings, Signer},
     },
-    transparency::{Hash, KeyError, SigningKey},
+    transparency::{KeyError, SigningKey},
 };
 
 /// Why no signer could be set up.
@@ -29,6 +35,9 @@ pub enum SignerError {
     /// The configured (or SQLite-default) key file is unusable.
     #[error("audit signing key: {0}")]
     Key(#[from] KeyError),
+    /// The last-signed file is unusable.
+    #[error("audit signed-checkpoint file: {0}")]
+    Memory(#[from] MemoryError),
     /// PostgreSQL without `[audit] signing_key_file`.
     #[error(
         "audit signing key: a PostgreSQL deployment needs [audit] signing_key_file (replicas \
@@ -67,27 +76,44 @@ pub fn signer(
     Ok(Signer::new(key, settings.origin.clone()))
 }
 
+/// What this signer remembers having signed: `[audit] signed_checkpoint_file`, or on SQLite
+/// by default `<database file>.audit-signed` (see [`memory`]).
+pub fn memory(
+    settings: &AuditSettings,
+    sqlite_file: Option<PathBuf>,
+    signer: &Signer,
+) -> Result<Memory, SignerError> {
+    let path = settings.signed_checkpoint_file.clone().or_else(|| {
+        sqlite_file.map(|db| {
+            let mut name = db.into_os_string();
+            name.push(".audit-signed");
+            PathBuf::from(name)
+        })
+    });
+    Ok(Memory::open(path, signer)?)
+}
+
 /// Signs rounds forever, `every` apart (real time: the cadence is operational, and
 /// checkpoints carry no time).
-pub async fn run(app: App, every: Duration, mut last_known: Option<(u64, Hash)>) {
+pub async fn run(app: App, every: Duration, mut memory: Memory) {
     loop {
         tokio::time::sleep(every).await;
-        last_known = round(&app, last_known).await;
+        round(&app, &mut memory).await;
     }
 }
 
-/// One signing round; returns the tree head to check the next round against.
-pub async fn round(app: &App, last_known: Option<(u64, Hash)>) -> Option<(u64, Hash)> {
-    match app.sign_checkpoint(last_known).await {
+/// One signing round, checked against (and then updating) what `memory` holds.
+pub async fn round(app: &App, memory: &mut Memory) {
+    match app.sign_checkpoint(memory.last()).await {
         Ok(Outcome::Signed { size, root }) => {
             metrics::counter!(CHECKPOINTS_SIGNED).increment(1);
             metrics::gauge!(CHECKPOINT_TREE_SIZE).set(size as f64);
             tracing::debug!(size, "signed an audit checkpoint");
-            Some((size, root))
+            memory.remember(size, root, app.signer());
         }
         Ok(Outcome::Unchanged { size, root }) => {
             metrics::gauge!(CHECKPOINT_TREE_SIZE).set(size as f64);
-            Some((size, root))
+            memory.remember(size, root, app.signer());
         }
         Ok(Outcome::Refused { signed, stored }) => {
             metrics::counter!(CHECKPOINT_REFUSALS).increment(1);
@@ -99,12 +125,10 @@ pub async fn round(app: &App, last_known: Option<(u64, Hash)>) -> Option<(u64, H
                  checkpoint already signed (the audit log was rewritten, cut, or restored from \
                  a backup); see the runbook, \"Checkpoint refused\""
             );
-            last_known
         }
         Err(e) => {
             metrics::counter!(CHECKPOINT_FAILURES).increment(1);
             tracing::warn!(error = %e, "signing an audit checkpoint failed; retrying next round");
-            last_known
         }
     }
 }

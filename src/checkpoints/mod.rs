@@ -93,11 +93,13 @@ pub fn memory(
     Ok(Memory::open(path, signer)?)
 }
 
-/// Signs rounds forever, `every` apart (real time: the cadence is operational, and
-/// checkpoints carry no time).
+/// Signs rounds forever, one starting every `every` (real time: the cadence is operational,
+/// and checkpoints carry no time), so a commit is covered within `every` plus one round.
 pub async fn run(app: App, every: Duration, mut memory: Memory) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::time::sleep(every).await;
+        ticks.tick().await;
         round(&app, &mut memory).await;
     }
 }

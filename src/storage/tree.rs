@@ -209,11 +209,13 @@ fn to_row(m: audit_checkpoint::Model) -> Result<CheckpointRow, Error> {
     })
 }
 
-fn stored_u64(n: i64) -> Result<u64, Error> {
+/// A stored size or leaf index (never negative).
+pub(crate) fn stored_u64(n: i64) -> Result<u64, Error> {
     u64::try_from(n).map_err(|_| Error::Internal(format!("stored tree size {n}")))
 }
 
-fn stored_hash(bytes: Vec<u8>) -> Result<Hash, Error> {
+/// A stored 32-byte hash.
+pub(crate) fn stored_hash(bytes: Vec<u8>) -> Result<Hash, Error> {
     bytes
         .try_into()
         .map_err(|b: Vec<u8>| Error::Internal(format!("stored tree hash of {} bytes", b.len())))

@@ -6,7 +6,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     domain::Error,
-    storage::write::rows::{CheckpointRow, TreeTip},
+    storage::{
+        tree::{stored_hash, stored_u64},
+        write::rows::{CheckpointRow, TreeTip},
+    },
     transparency::{Checkpoint, Hash, NodeKey},
 };
 
@@ -60,14 +63,4 @@ pub(super) fn latest_checkpoint(
         })
     })
     .transpose()
-}
-
-fn stored_u64(n: i64) -> Result<u64, Error> {
-    u64::try_from(n).map_err(|_| Error::Internal(format!("stored tree size {n}")))
-}
-
-fn stored_hash(bytes: Vec<u8>) -> Result<Hash, Error> {
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| Error::Internal(format!("stored tree hash of {} bytes", b.len())))
 }

@@ -19,7 +19,7 @@ impl App {
         caller: Caller,
     ) -> Result<Upserted, Error> {
         caller.require(Permission::AccountsWrite)?;
-        let idem = Idempotency::new("UpsertAccount", request_id.clone(), &caller.principal, &cmd);
+        let idem = Idempotency::new("UpsertAccount", request_id.clone(), &caller.principal, &cmd)?;
         let command = Upsert {
             cmd,
             principal: caller.principal,
@@ -45,7 +45,7 @@ impl App {
         caller: Caller,
     ) -> Result<(), Error> {
         caller.require(Permission::AccountsWrite)?;
-        let idem = Idempotency::new("DeleteAccount", request_id.clone(), &caller.principal, &id);
+        let idem = Idempotency::new("DeleteAccount", request_id.clone(), &caller.principal, &id)?;
         let command = Delete {
             account_id: id,
             principal: caller.principal,

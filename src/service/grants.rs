@@ -74,7 +74,7 @@ impl App {
             request_id.clone(),
             &caller.principal,
             &cmd,
-        );
+        )?;
         let command = Enable {
             cmd,
             principal: caller.principal,
@@ -98,7 +98,7 @@ impl App {
             request_id.clone(),
             &caller.principal,
             &cmd,
-        );
+        )?;
         let command = Disable {
             cmd,
             principal: caller.principal,

@@ -50,7 +50,7 @@ impl App {
             request_id.clone(),
             &caller.principal,
             &req,
-        );
+        )?;
         let emergency_reason = req.emergency.as_ref().map(|e| e.reason.as_str());
         let command = Authorize {
             req,
@@ -80,7 +80,7 @@ impl App {
         caller: Caller,
     ) -> Result<AssumptionView, Error> {
         caller.require(Permission::AccessAuthorize)?;
-        let idem = Idempotency::new("EndAssumption", request_id.clone(), &caller.principal, &id);
+        let idem = Idempotency::new("EndAssumption", request_id.clone(), &caller.principal, &id)?;
         let command = End {
             assumption_id: id,
             principal: caller.principal,

@@ -192,8 +192,9 @@ mod tests {
     fn a_replay_returns_the_first_answer() {
         let mut f = Fixture::default();
         let cmd = upsert(Plan::Trial);
-        let idem =
-            || Idempotency::new("UpsertAccount", Some("r1".into()), "provisioning", &cmd.cmd);
+        let idem = || {
+            Idempotency::new("UpsertAccount", Some("r1".into()), "provisioning", &cmd.cmd).unwrap()
+        };
         let first = f.run_idempotent(&cmd, idem(), t(0)).unwrap();
         assert!(first.created);
         let again = f.run_idempotent(&cmd, idem(), t(5)).unwrap();
@@ -205,7 +206,8 @@ mod tests {
             Some("r1".into()),
             "provisioning",
             &other.cmd,
-        );
+        )
+        .unwrap();
         assert!(matches!(
             f.run_idempotent(&other, reused, t(6)),
             Err(Error::RequestIdReused)

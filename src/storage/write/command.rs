@@ -51,25 +51,30 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
-    /// `None` when the client sent no request id.
+    /// `None` when the client sent no request id. A command that cannot be serialized (a
+    /// bug, never the client's input) is an internal error rather than an empty fingerprint,
+    /// which would make different requests under one `request_id` look alike.
     pub fn new<C: Serialize>(
         scope: &'static str,
         request_id: Option<String>,
         principal: &str,
         command: &C,
-    ) -> Option<Self> {
-        let request_id = request_id?;
-        let json = serde_json::to_vec(command).unwrap_or_default();
+    ) -> Result<Option<Self>, Error> {
+        let Some(request_id) = request_id else {
+            return Ok(None);
+        };
+        let json = serde_json::to_vec(command)
+            .map_err(|e| Error::Internal(format!("cannot fingerprint a {scope} request: {e}")))?;
         // Length-prefixed, so no principal/command split can collide with another.
         let mut hasher = Sha256::new();
         hasher.update((principal.len() as u64).to_be_bytes());
         hasher.update(principal.as_bytes());
         hasher.update(json);
-        Some(Self {
+        Ok(Some(Self {
             scope,
             request_id,
             fingerprint: hex::encode(hasher.finalize()),
-        })
+        }))
     }
 }
 

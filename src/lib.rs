@@ -50,8 +50,9 @@
 //!   query; the client-side proof checks), C2SP signed-note checkpoints and verifier keys,
 //!   the Ed25519 PKCS#8 key file (`ring`).
 //! - [`checkpoints`] — the signer's life in a server: which key (configured, or created beside
-//!   a SQLite database; required on PostgreSQL) and the round that signs a checkpoint every
-//!   `[audit] checkpoint_interval`, counting and logging refusals.
+//!   a SQLite database; required on PostgreSQL), the record of the last checkpoint signed
+//!   kept outside the database (`checkpoints::memory`), and the round that signs a
+//!   checkpoint every `[audit] checkpoint_interval`, counting and logging refusals.
 //! - [`service`] — use cases, one method per request: check the permission, build a
 //!   **command** (`service::commands`: every mutating use case as a value with a pure
 //!   `apply`, unit-tested without a database) and submit it to the write loop; the audit
@@ -60,7 +61,8 @@
 //!   sizes) and the `SignCheckpoint` command, which refuses when the stored tree no longer
 //!   extends a signed checkpoint; the expiry sweep (one `RecordLapse` command per due lapse, recorded
 //!   exactly once across replicas; damaged accounts fail alone).
-//! - [`storage`] — sea-orm entities, migrations and reads; `storage::write`, the **one
+//! - [`storage`] — sea-orm entities, migrations and reads (`storage::tree`: the Merkle
+//!   tree's nodes, leaves and checkpoints, a proof's nodes in one query); `storage::write`, the **one
 //!   group-commit loop** every write goes through (load what a batch announced, apply each
 //!   command against the batch's view, write every changed row, commit once, answer after
 //!   the durable commit; a batch's events become the Merkle tree's next leaves in the same

@@ -192,7 +192,28 @@ async fn the_upgrade_builds_the_tree_of_existing_events() {
         .map(|r| r.try_get_by_index::<i64>(0).unwrap())
         .collect();
     assert_eq!(leaves, (0..13).collect::<Vec<_>>());
-    assert_eq!(tree::size(&db).await.unwrap(), 13);
+    assert_eq!(
+        fence_tree_size(&db).await,
+        13,
+        "the head the next append starts from"
+    );
+    let keys = merkle::frontier_keys(13);
+    let nodes = tree::nodes(&db, &keys).await.unwrap();
+    let edge: Vec<u8> = keys.iter().flat_map(|k| nodes[k]).collect();
+    let stored_edge = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT tree_frontier FROM write_fence WHERE id = 1",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<Vec<u8>>(0)
+        .unwrap();
+    assert_eq!(
+        stored_edge, edge,
+        "the head's right edge is the stored tree's"
+    );
     for size in [1, 7, 13] {
         let stored = tree::compute(&db, |r| merkle::root(size, r)).await.unwrap();
         assert_eq!(
@@ -203,5 +224,18 @@ async fn the_upgrade_builds_the_tree_of_existing_events() {
     }
     Migrator::down(&db, Some(1)).await.unwrap();
     Migrator::up(&db, None).await.unwrap();
-    assert_eq!(tree::size(&db).await.unwrap(), 13);
+    assert_eq!(fence_tree_size(&db).await, 13);
+}
+
+/// The tree size on the `write_fence` row.
+async fn fence_tree_size(db: &sea_orm::DatabaseConnection) -> i64 {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT tree_size FROM write_fence WHERE id = 1",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<i64>(0)
+    .unwrap()
 }

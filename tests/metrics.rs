@@ -480,3 +480,42 @@ async fn damaged_stored_state_is_counted_as_damaged() {
         "{metric}{{kind=damaged}}: {before} -> {after}"
     );
 }
+
+/// Signed checkpoints are counted and their size exported; a server whose stored tree no
+/// longer extends its signed checkpoint counts `accessgrant_checkpoint_refusals_total` on every
+/// round, which is what `AccessgrantCheckpointRefused` pages on.
+#[tokio::test]
+async fn checkpoints_and_refusals_are_counted() {
+    let _turn = COUNTERS.lock().await;
+    let fast = |addr: SocketAddr| {
+        move |c: &mut accessgrant::config::Config| {
+            c.metrics_listen = Some(addr);
+            c.audit.checkpoint_interval = std::time::Duration::from_millis(20);
+        }
+    };
+    let addr = free_port();
+    let s = spawn_server_with(fast(addr)).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.authorize("acme").await;
+    let (_, _, size, _) = checkpoint_at_least(&s, 2).await;
+    let scraped = scrape(addr).await;
+    assert!(value(&scraped, "accessgrant_checkpoints_signed_total", &[]) >= 1.0);
+    assert!(value(&scraped, "accessgrant_checkpoint_tree_size", &[]) >= size as f64);
+    let refusals = "accessgrant_checkpoint_refusals_total";
+    let before = value(&scraped, refusals, &[]);
+
+    let url = s.database_url.clone();
+    let stopped = stop_keeping_database(s).await;
+    insider::rewrite_event(&url, "acme", 1, "{}").await;
+    insider::rebuild_tree(&url).await;
+    let addr = free_port();
+    let s = stopped.start_with(fast(addr)).await;
+    for _ in 0..100 {
+        if value(&scrape(addr).await, refusals, &[]) >= before + 2.0 {
+            s.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{refusals} did not move past {before} in 5 s");
+}

@@ -481,3 +481,103 @@ async fn a_lost_database_does_not_get_a_new_history_signed() {
         "the record is kept"
     );
 }
+
+/// An event row edited without touching the stored tree: `audit verify` pins the change to
+/// its exact leaf (the stored leaf hash no longer matches the row).
+#[tokio::test]
+async fn an_edit_that_leaves_the_tree_alone_is_pinned_to_its_leaf() {
+    let s = fast_signing().await;
+    some_events(&s, "acme").await;
+    let events = events_by_leaf(&s, &["acme".into()]).await;
+    let (note, key, _, _) = checkpoint_at_least(&s, events.len() as u64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("checkpoint.txt");
+    std::fs::write(&kept, &note).unwrap();
+    let url = s.database_url.clone();
+    let _stopped = stop_keeping_database(s).await;
+    insider::rewrite_event(&url, "acme", 2, r#"{"edited":true}"#).await;
+    let (code, out) = verify(&url, &key, &kept).await;
+    assert_eq!(code, 1, "{out}");
+    let second = &events[1];
+    assert!(
+        out.contains(&format!(
+            "first leaf that differs: {} (event {}",
+            second.leaf_index, second.event_id
+        )),
+        "{out}"
+    );
+}
+
+/// The monitor authenticates with `--token-file`: without it (or with a principal lacking
+/// `audit:read`) it cannot check (exit 2, no evidence claimed); with it, it verifies.
+#[tokio::test]
+async fn the_monitor_authenticates_with_its_token_file() {
+    use accessgrant::{auth::Principal, auth::token, domain::permission::Permission};
+    let principal = |name: &str, permissions: &[Permission]| Principal {
+        name: name.into(),
+        token_sha256: Some(token::sha256(format!("token-of-{name}").as_bytes())),
+        cert_subject: None,
+        permissions: permissions.iter().copied().collect(),
+    };
+    let s = spawn_server_with(|c| {
+        fast(c);
+        c.principals.push(principal("admin", &Permission::ALL));
+        c.principals
+            .push(principal("auditor", &[Permission::AuditRead]));
+        c.principals
+            .push(principal("grants", &[Permission::GrantsRead]));
+    })
+    .await;
+    let mut request = tonic::Request::new(pb::GetAuditCheckpointRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer token-of-admin".parse().unwrap());
+    let vkey = s
+        .audit()
+        .get_audit_checkpoint(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .verifier_key;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let target = format!("http://{}", s.addr);
+    let run = |token: Option<&str>| {
+        let mut args: Vec<String> = [
+            "audit",
+            "monitor",
+            "--target",
+            &target,
+            "--verifier-key",
+            &vkey,
+            "--state",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(state.display().to_string());
+        args.push("--once".into());
+        if let Some(token) = token {
+            let file = dir.path().join(format!("{token}.txt"));
+            std::fs::write(&file, format!("{token}\n")).unwrap();
+            args.push("--token-file".into());
+            args.push(file.display().to_string());
+        }
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            accessgrant(&refs).await
+        }
+    };
+    let (code, out) = run(None).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("Unauthenticated"), "{out}");
+    let (code, out) = run(Some("token-of-grants")).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("PermissionDenied"), "{out}");
+    let (code, out) = run(Some("token-of-auditor")).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("verified checkpoint accessgrant/audit"),
+        "{out}"
+    );
+    assert!(state.exists());
+}

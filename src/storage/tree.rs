@@ -21,18 +21,6 @@ use crate::{
 /// Keys per lookup statement (each key is two bound values).
 const KEYS_PER_QUERY: usize = 200;
 
-/// Leaves in the stored tree.
-pub async fn size(db: &impl ConnectionTrait) -> Result<u64, Error> {
-    let last = audit_tree_node::Entity::find()
-        .select_only()
-        .column_as(audit_tree_node::Column::LastLeaf.max(), "last")
-        .into_tuple::<Option<i64>>()
-        .one(db)
-        .await?
-        .flatten();
-    last.map_or(Ok(0), |l| stored_u64(l + 1))
-}
-
 /// The stored nodes among `keys`.
 pub async fn nodes(
     db: &impl ConnectionTrait,

@@ -11,6 +11,7 @@ use std::{
     fs,
     io::Write,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -49,18 +50,34 @@ pub struct Memory {
     path: Option<PathBuf>,
     /// Size and root.
     last: Option<(u64, Hash)>,
+    /// The last refusal logged, and when.
+    reported: Option<(Refusal, Instant)>,
 }
+
+/// A refusal: the signed head (size, root) and what the stored tree gives at that size.
+pub type Refusal = ((u64, Hash), Option<Hash>);
+
+/// How often the same refusal is logged again.
+const REPORT_AGAIN: Duration = Duration::from_secs(60);
 
 impl Memory {
     /// Reads the file at `path`, if any.
     pub fn open(path: Option<PathBuf>, signer: &Signer) -> Result<Self, MemoryError> {
         let Some(file) = &path else {
-            return Ok(Self { path, last: None });
+            return Ok(Self {
+                path,
+                last: None,
+                reported: None,
+            });
         };
         let text = match fs::read_to_string(file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self { path, last: None });
+                return Ok(Self {
+                    path,
+                    last: None,
+                    reported: None,
+                });
             }
             Err(source) => {
                 return Err(MemoryError::Io {
@@ -76,7 +93,20 @@ impl Memory {
         Ok(Self {
             last: Some((checkpoint.size, checkpoint.root)),
             path,
+            reported: None,
         })
+    }
+
+    /// True when `refusal` should be logged now: a new one, or the same one a minute later.
+    pub fn should_report_refusal(&mut self, refusal: Refusal, now: Instant) -> bool {
+        let report = match &self.reported {
+            Some((last, at)) => *last != refusal || now.duration_since(*at) >= REPORT_AGAIN,
+            None => true,
+        };
+        if report {
+            self.reported = Some((refusal, now));
+        }
+        report
     }
 
     /// The remembered size and root.
@@ -107,8 +137,9 @@ impl Memory {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`:
+/// a crash leaves the old file or the new one, never half of either.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -144,6 +175,12 @@ mod tests {
             Memory::open(Some(path), &other),
             Err(MemoryError::Foreign { .. })
         ));
+        let refusal = ((7, [7; 32]), None);
+        let t = Instant::now();
+        assert!(memory.should_report_refusal(refusal, t));
+        assert!(!memory.should_report_refusal(refusal, t + Duration::from_secs(59)));
+        assert!(memory.should_report_refusal(((8, [8; 32]), None), t + Duration::from_secs(59)));
+        assert!(memory.should_report_refusal(((8, [8; 32]), None), t + Duration::from_secs(120)));
         let mut in_memory = Memory::open(None, &s).unwrap();
         in_memory.remember(1, [1; 32], &s);
         assert_eq!(in_memory.last(), Some((1, [1; 32])));

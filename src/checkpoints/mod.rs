@@ -15,9 +15,12 @@
 
 mod memory;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-pub use memory::{Memory, MemoryError};
+pub use memory::{Memory, MemoryError, write_atomically};
 
 use crate::{
     metrics::{CHECKPOINT_FAILURES, CHECKPOINT_REFUSALS, CHECKPOINT_TREE_SIZE, CHECKPOINTS_SIGNED},
@@ -119,6 +122,11 @@ pub async fn round(app: &App, memory: &mut Memory) {
         }
         Ok(Outcome::Refused { signed, stored }) => {
             metrics::counter!(CHECKPOINT_REFUSALS).increment(1);
+            // Every round is counted (the alert needs it); the same refusal is logged once a
+            // minute, not every round.
+            if !memory.should_report_refusal((signed, stored), Instant::now()) {
+                return;
+            }
             tracing::error!(
                 signed_size = signed.0,
                 signed_root = %hex::encode(signed.1),

@@ -426,11 +426,7 @@ fn write_state(path: &Path, state: &State) -> Result<(), Failure> {
     let unable = |e: std::io::Error| Failure::Unable(format!("{}: {e}", path.display()));
     let json = serde_json::to_vec_pretty(state)
         .map_err(|e| Failure::Unable(format!("cannot encode the state: {e}")))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, json).map_err(unable)?;
-    std::fs::rename(&tmp, path).map_err(unable)
+    crate::checkpoints::write_atomically(path, &json).map_err(unable)
 }
 
 fn hashes(raw: &[Vec<u8>]) -> Result<Vec<Hash>, Failure> {

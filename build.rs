@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/accessgrant/v1/access_grant.proto",
     "proto/accessgrant/v1/account.proto",
     "proto/accessgrant/v1/support_access.proto",
+    "proto/accessgrant/v1/access_request.proto",
     "proto/accessgrant/v1/audit.proto",
 ];
 

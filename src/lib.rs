@@ -41,7 +41,9 @@
 //!   of the timers periodic work waits on (a manual clock fires them when moved).
 //! - [`proto`] — generated protobuf/gRPC code and the reflection descriptor set.
 //! - [`domain`] — pure rules — ids, actors, durations, the grant state machine, plan changes,
-//!   assumption decisions, permissions, the error type. No I/O, no tonic, no sea-orm.
+//!   assumption decisions, access requests (`domain::access_request`: states evaluated at read
+//!   time, the quorum, the account's access policy, deciding on a request alone),
+//!   permissions, the error type. No I/O, no tonic, no sea-orm.
 //! - [`audit`] — audit event model, the filter a page of the log is read by, the canonical
 //!   encoding (v1) and the SHA-256 hash chain.
 //! - [`transparency`] — tamper evidence against whoever runs the database, pure: the RFC 9162
@@ -60,9 +62,17 @@
 //!   another history); the transparency reads (latest checkpoint, proofs only at signed
 //!   sizes) and the `SignCheckpoint` command, which refuses when the stored tree no longer
 //!   extends a signed checkpoint; the expiry sweep (one `RecordLapse` command per due lapse, recorded
-//!   exactly once across replicas; damaged accounts fail alone).
+//!   exactly once across replicas; damaged accounts fail alone; likewise one
+//!   `RecordRequestLapse` per pending access request that lapsed unreviewed). Access requests
+//!   (`service::access_requests`: create, review to a quorum, cancel/revoke ending the
+//!   assumptions made under them), the access policy (`service::policy`), "who is in my
+//!   account now" (`ListAssumptions`, `RevokeAssumption` in `service::support_access`), and the
+//!   opaque, filter-bound page tokens of those lists (`service::page_token`).
 //! - [`storage`] — sea-orm entities, migrations and reads (`storage::tree`: the Merkle
-//!   tree's nodes, leaves and checkpoints, a proof's nodes in one query); `storage::write`, the **one
+//!   tree's nodes, leaves and checkpoints, a proof's nodes in one query;
+//!   `storage::access_requests`: requests by id, newest-first pages filtered by the state
+//!   evaluated now, the sweep's lapsed pending requests; `storage::page`: the keyset cursor
+//!   of newest-first pages); `storage::write`, the **one
 //!   group-commit loop** every write goes through (load what a batch announced, apply each
 //!   command against the batch's view, write every changed row, commit once, answer after
 //!   the durable commit; a batch's events become the Merkle tree's next leaves in the same

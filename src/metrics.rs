@@ -97,6 +97,10 @@ families! {
         "Connections closed before serving: TLS handshake failed, or no TLS handshake and HTTP/2 preface within [limits] handshake_timeout.";
     EXPIRY_SWEEP_FAILURES: Counter = "accessgrant_expiry_sweep_failures_total",
         "Expiry-sweep write transactions that failed (a damaged account fails its own on every sweep).";
+    ACCESS_REQUEST_TRANSITIONS: Counter = "accessgrant_access_request_transitions_total",
+        "Access requests moved into a state, by `to` (PENDING on creation, APPROVED, DENIED, CANCELLED, REVOKED, EXPIRED).";
+    ACCESS_REQUESTS_PENDING: Gauge = "accessgrant_access_requests_pending",
+        "Access requests waiting for reviews (not lapsed), as counted by this replica's last expiry sweep.";
     CHECKPOINTS_SIGNED: Counter = "accessgrant_checkpoints_signed_total",
         "Audit checkpoints this replica signed and stored.";
     CHECKPOINT_REFUSALS: Counter = "accessgrant_checkpoint_refusals_total",
@@ -149,6 +153,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                     .set(1.0);
                     // In a scrape from the start, not only after their first event.
                     metrics::gauge!(CONNECTIONS_OPEN).increment(0.0);
+                    metrics::gauge!(ACCESS_REQUESTS_PENDING).set(0.0);
                     for counter in [
                         CONNECTIONS_REFUSED,
                         CONNECTIONS_EVICTED,

@@ -1,4 +1,4 @@
-//! Assembles the gRPC server: the four services, health and reflection on one port, request
+//! Assembles the gRPC server: the five services, health and reflection on one port, request
 //! spans, background upkeep, and graceful shutdown (health turns NOT_SERVING first so load
 //! balancers stop routing, then in-flight requests drain, then the database closes).
 
@@ -14,13 +14,14 @@ use crate::{
     clock::SharedClock,
     config::Config,
     grpc::{
-        access_grant::AccessGrantApi, account::AccountApi, audit::AuditApi,
-        support_access::SupportAccessApi,
+        access_grant::AccessGrantApi, access_request::AccessRequestApi, account::AccountApi,
+        audit::AuditApi, support_access::SupportAccessApi,
     },
     proto::{
         FILE_DESCRIPTOR_SET,
         v1::{
             access_grant_service_server::AccessGrantServiceServer,
+            access_request_service_server::AccessRequestServiceServer,
             account_service_server::AccountServiceServer, audit_service_server::AuditServiceServer,
             support_access_service_server::SupportAccessServiceServer,
         },
@@ -30,12 +31,13 @@ use crate::{
 };
 
 /// Names reported by the health service: the whole server (`""`) and each service.
-const HEALTH_NAMES: [&str; 5] = [
+const HEALTH_NAMES: [&str; 6] = [
     "",
     "accessgrant.v1.AccessGrantService",
     "accessgrant.v1.AccountService",
     "accessgrant.v1.SupportAccessService",
     "accessgrant.v1.AuditService",
+    "accessgrant.v1.AccessRequestService",
 ];
 
 /// A health name that stays SERVING while the process runs, for liveness probes: a database
@@ -227,6 +229,10 @@ pub async fn run(
         )
         .add_service(
             AuditServiceServer::new(AuditApi::new(app.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            AccessRequestServiceServer::new(AccessRequestApi::new(app.clone()))
                 .max_decoding_message_size(max_bytes),
         );
     // Connections are accepted, capped and handshaken by `connections`, TLS included.

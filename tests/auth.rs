@@ -24,7 +24,8 @@ fn principal(name: &str, permissions: &[Permission]) -> Principal {
 }
 
 /// A server with one principal per permission (`only:<perm>`), one per "all but" permission
-/// (`but:<perm>`), and `admin` with everything.
+/// (`but:<perm>`), one lacking every alternative of each "any of" requirement
+/// (`but:<perm>+<perm>`), and `admin` with everything.
 async fn secured_server() -> TestServer {
     spawn_server_with(|c| {
         c.principals.push(principal("admin", &Permission::ALL));
@@ -35,8 +36,21 @@ async fn secured_server() -> TestServer {
             c.principals
                 .push(principal(&format!("but:{}", p.as_str()), &rest));
         }
+        for (_, any) in RPCS.into_iter().filter(|(_, any)| any.len() > 1) {
+            let rest: Vec<Permission> = Permission::ALL
+                .into_iter()
+                .filter(|q| !any.contains(q))
+                .collect();
+            c.principals.push(principal(&lacking_name(any), &rest));
+        }
     })
     .await
+}
+
+/// The principal holding everything but `any`: `but:<perm>` or `but:<perm>+<perm>`.
+fn lacking_name(any: &[Permission]) -> String {
+    let names: Vec<&str> = any.iter().map(|p| p.as_str()).collect();
+    format!("but:{}", names.join("+"))
 }
 
 /// Creates account `acme` with `plan`, calling as the holder of `token`.
@@ -216,29 +230,181 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>) -> Result<(), Stat
             ))
             .await
             .map(drop),
+        other => call_access_request_rpc(s, other, token).await,
+    }
+}
+
+/// [`call`] for the RPCs of per-request approval, the access policy and "who is in my
+/// account" (on ids that do not exist).
+async fn call_access_request_rpc(
+    s: &TestServer,
+    rpc: &str,
+    token: Option<&str>,
+) -> Result<(), Status> {
+    let id = || "no-such-id".to_string();
+    let policy = || pb::AccessPolicy {
+        account_id: id(),
+        access_requests_enabled: true,
+        required_approvals: 1,
+        max_request_duration: Some(requests::pb_duration(chrono::Duration::hours(8))),
+        etag: String::new(),
+    };
+    match rpc {
+        "CreateAccessRequest" => s
+            .requests()
+            .create_access_request(authed(requests::new_request(&id()), token))
+            .await
+            .map(drop),
+        "GetAccessRequest" => s
+            .requests()
+            .get_access_request(authed(
+                pb::GetAccessRequestRequest {
+                    access_request_id: id(),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "ListAccessRequests" => s
+            .requests()
+            .list_access_requests(authed(
+                pb::ListAccessRequestsRequest {
+                    account_id: id(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "ApproveAccessRequest" => s
+            .requests()
+            .approve_access_request(authed(
+                pb::ApproveAccessRequestRequest {
+                    access_request_id: id(),
+                    actor: Some(support_admin()),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "DenyAccessRequest" => s
+            .requests()
+            .deny_access_request(authed(
+                pb::DenyAccessRequestRequest {
+                    access_request_id: id(),
+                    actor: Some(support_admin()),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "CancelAccessRequest" => s
+            .requests()
+            .cancel_access_request(authed(
+                pb::CancelAccessRequestRequest {
+                    access_request_id: id(),
+                    request_id: String::new(),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "RevokeAccessRequest" => s
+            .requests()
+            .revoke_access_request(authed(
+                pb::RevokeAccessRequestRequest {
+                    access_request_id: id(),
+                    actor: Some(support_admin()),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "GetAccessPolicy" => s
+            .grants()
+            .get_access_policy(authed(
+                pb::GetAccessPolicyRequest { account_id: id() },
+                token,
+            ))
+            .await
+            .map(drop),
+        "UpdateAccessPolicy" => s
+            .grants()
+            .update_access_policy(authed(
+                pb::UpdateAccessPolicyRequest {
+                    access_policy: Some(policy()),
+                    update_mask: None,
+                    actor: Some(support_admin()),
+                    request_id: String::new(),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "ListAssumptions" => s
+            .support()
+            .list_assumptions(authed(
+                pb::ListAssumptionsRequest {
+                    account_id: id(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "RevokeAssumption" => s
+            .support()
+            .revoke_assumption(authed(
+                pb::RevokeAssumptionRequest {
+                    assumption_id: id(),
+                    actor: Some(support_admin()),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
         other => panic!("unknown rpc {other}"),
     }
 }
 
-/// Every RPC of the contract and the permission it needs.
-const RPCS: [(&str, Permission); 16] = [
-    ("GetAccessGrant", Permission::GrantsRead),
-    ("BatchGetAccessGrants", Permission::GrantsRead),
-    ("EnableAccessGrant", Permission::GrantsWrite),
-    ("DisableAccessGrant", Permission::GrantsWrite),
-    ("UpsertAccount", Permission::AccountsWrite),
-    ("GetAccount", Permission::AccountsWrite),
-    ("DeleteAccount", Permission::AccountsWrite),
-    ("AuthorizeAssumption", Permission::AccessAuthorize),
-    ("GetAssumption", Permission::AccessAuthorize),
-    ("EndAssumption", Permission::AccessAuthorize),
-    ("ListAuditEvents", Permission::AuditRead),
-    ("VerifyAuditChain", Permission::AuditRead),
-    ("WatchAuditEvents", Permission::AuditRead),
-    ("GetAuditCheckpoint", Permission::AuditRead),
-    ("GetAuditInclusionProof", Permission::AuditRead),
-    ("GetAuditConsistencyProof", Permission::AuditRead),
-];
+/// Every RPC of the contract and the permissions it accepts: any one of them admits the call;
+/// a refusal names the first.
+const RPCS: [(&str, &[Permission]); 27] = {
+    use Permission::*;
+    [
+        ("GetAccessGrant", &[GrantsRead]),
+        ("BatchGetAccessGrants", &[GrantsRead]),
+        ("EnableAccessGrant", &[GrantsWrite]),
+        ("DisableAccessGrant", &[GrantsWrite]),
+        ("GetAccessPolicy", &[GrantsRead]),
+        ("UpdateAccessPolicy", &[GrantsWrite]),
+        ("UpsertAccount", &[AccountsWrite]),
+        ("GetAccount", &[AccountsWrite]),
+        ("DeleteAccount", &[AccountsWrite]),
+        ("AuthorizeAssumption", &[AccessAuthorize]),
+        ("GetAssumption", &[AccessAuthorize]),
+        ("EndAssumption", &[AccessAuthorize]),
+        ("ListAssumptions", &[GrantsRead]),
+        ("RevokeAssumption", &[GrantsWrite]),
+        ("CreateAccessRequest", &[AccessAuthorize]),
+        ("GetAccessRequest", &[AccessAuthorize, GrantsRead]),
+        ("ListAccessRequests", &[GrantsRead]),
+        ("ApproveAccessRequest", &[GrantsWrite]),
+        ("DenyAccessRequest", &[GrantsWrite]),
+        ("CancelAccessRequest", &[AccessAuthorize]),
+        ("RevokeAccessRequest", &[GrantsWrite]),
+        ("ListAuditEvents", &[AuditRead]),
+        ("VerifyAuditChain", &[AuditRead]),
+        ("WatchAuditEvents", &[AuditRead]),
+        ("GetAuditCheckpoint", &[AuditRead]),
+        ("GetAuditInclusionProof", &[AuditRead]),
+        ("GetAuditConsistencyProof", &[AuditRead]),
+    ]
+};
 
 fn assert_authenticated_and_permitted(rpc: &str, result: &Result<(), Status>) {
     if let Err(status) = result {
@@ -256,7 +422,7 @@ fn assert_authenticated_and_permitted(rpc: &str, result: &Result<(), Status>) {
 #[tokio::test]
 async fn every_rpc_is_authenticated_and_authorized() {
     let s = secured_server().await;
-    for (rpc, permission) in RPCS {
+    for (rpc, permissions) in RPCS {
         let status = call(&s, rpc, None).await.expect_err(rpc);
         assert_error(&status, Code::Unauthenticated, "UNAUTHENTICATED");
         let info = tonic_types::StatusExt::get_details_error_info(&status).unwrap();
@@ -268,14 +434,20 @@ async fn every_rpc_is_authenticated_and_authorized() {
         let status = call(&s, rpc, Some("not-a-known-token")).await.unwrap_err();
         assert_error(&status, Code::Unauthenticated, "UNAUTHENTICATED");
 
-        let lacking = format!("token-of-but:{}", permission.as_str());
+        let lacking = format!("token-of-{}", lacking_name(permissions));
         let status = call(&s, rpc, Some(&lacking)).await.unwrap_err();
         assert_error(&status, Code::PermissionDenied, "CALLER_LACKS_PERMISSION");
         let info = tonic_types::StatusExt::get_details_error_info(&status).unwrap();
-        assert_eq!(info.metadata["permission"], permission.as_str(), "{rpc}");
+        assert_eq!(
+            info.metadata["permission"],
+            permissions[0].as_str(),
+            "{rpc}"
+        );
 
-        let holding = format!("token-of-only:{}", permission.as_str());
-        assert_authenticated_and_permitted(rpc, &call(&s, rpc, Some(&holding)).await);
+        for permission in permissions {
+            let holding = format!("token-of-only:{}", permission.as_str());
+            assert_authenticated_and_permitted(rpc, &call(&s, rpc, Some(&holding)).await);
+        }
         assert_authenticated_and_permitted(rpc, &call(&s, rpc, Some("token-of-admin")).await);
     }
 }

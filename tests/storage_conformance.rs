@@ -4,11 +4,16 @@
 //! too, so the group-commit loop and the commands above it need not know which one runs.
 
 mod common;
+#[path = "storage_conformance/pages.rs"]
+mod pages;
+#[path = "storage_conformance/requests.rs"]
+mod requests;
 
 use accessgrant::{
     audit::{EventActor, EventKind, chain::GENESIS_HASH},
     domain::{
         Error,
+        access_request::AccessPolicy,
         account::{Account, Plan},
         assumption::{Assumption, Basis, EndReason},
         duration::AccessDuration,
@@ -22,7 +27,7 @@ use accessgrant::{
         write::{
             Backend, ChainHead, Changes, CheckpointRow, GrantRow, Keys, Loaded,
             postgres::PostgresBackend,
-            rows::{AssumptionRow, EventRow, ResponseRow, StoredResponse, TreeTip},
+            rows::{EventRow, ResponseRow, StoredResponse, TreeTip},
             sqlite::SqliteBackend,
         },
     },
@@ -177,6 +182,7 @@ fn enabled_grant(at: DateTime<Utc>) -> GrantRow {
             update_time: at,
             update_user_id: "ada".into(),
             version: 2,
+            policy: AccessPolicy::default(),
         },
         expiry_recorded_us: Some(to_us(at - Duration::days(3))),
     }
@@ -200,18 +206,13 @@ fn assumption(
         assumption_id: id.into(),
         account_id: account.into(),
         staff_id: "sam".into(),
+        ticket_id: format!("ticket-{id}"),
+        access_request_id: None,
         basis,
         start_time: start,
         expire_time: expire,
         end_time: None,
         end_reason: None,
-    }
-}
-
-fn row(a: &Assumption) -> AssumptionRow {
-    AssumptionRow {
-        assumption: a.clone(),
-        ticket_id: format!("ticket-{}", a.assumption_id),
     }
 }
 
@@ -278,7 +279,7 @@ fn full_changes(id: &str, now: DateTime<Utc>) -> (Changes, Assumption) {
     let changes = Changes {
         accounts: vec![account(id, Plan::Paid, now - Duration::days(2))],
         grants: vec![(id.into(), grant)],
-        new_assumptions: vec![row(&open)],
+        new_assumptions: vec![open.clone()],
         heads: vec![(id.into(), head_after(&evs))],
         events: evs,
         responses: vec![response("EnableAccessGrant", &format!("{id}-r1"), now)],
@@ -305,6 +306,11 @@ fn assert_nothing_loaded(loaded: &Loaded) {
         loaded.open_assumptions
     );
     assert!(loaded.assumptions.is_empty(), "{:?}", loaded.assumptions);
+    assert!(
+        loaded.access_requests.is_empty(),
+        "{:?}",
+        loaded.access_requests
+    );
     assert!(loaded.responses.is_empty(), "{:?}", loaded.responses);
 }
 
@@ -323,6 +329,8 @@ async fn announced_but_missing_rows_load_as_absent() {
     let mut db = Db::fresh().await;
     let mut keys = full_keys("ghost");
     keys.account("other-ghost");
+    keys.access_request("no-such-request");
+    keys.account_with_requests("ghost");
     let loaded = db.load(&keys, t0()).await;
     assert_nothing_loaded(&loaded);
 }
@@ -468,7 +476,7 @@ async fn open_assumptions_are_those_in_force_or_ending_with_the_grant() {
             ("acme".into(), grant),
             ("other".into(), initial_grant(start)),
         ],
-        new_assumptions: all.iter().map(row).collect(),
+        new_assumptions: all.clone(),
         ..Changes::default()
     })
     .await;
@@ -517,7 +525,7 @@ async fn changed_assumptions_are_updated() {
     db.commit(&Changes {
         accounts: vec![account("acme", Plan::Paid, start)],
         grants: vec![("acme".into(), enabled_grant(start))],
-        new_assumptions: vec![row(&first), row(&second), row(&third)],
+        new_assumptions: vec![first.clone(), second.clone(), third.clone()],
         ..Changes::default()
     })
     .await;
@@ -701,7 +709,7 @@ async fn a_colliding_event_is_damage_and_leaves_nothing() {
             ..changes.accounts[0].clone()
         }],
         grants: vec![("acme".into(), initial_grant(later))],
-        new_assumptions: vec![row(&newcomer)],
+        new_assumptions: vec![newcomer],
         heads: vec![("acme".into(), head_after(&colliding))],
         events: colliding,
         responses: vec![response("DeleteAccount", "acme-r2", later)],

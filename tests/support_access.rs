@@ -214,6 +214,7 @@ async fn authorize_request_is_validated() {
         reason_detail: "y".repeat(2001),
         emergency: None,
         request_id: "\u{7}".into(),
+        access_request_id: "\u{7}".into(),
     };
     let status = s.support().authorize_assumption(req).await.unwrap_err();
     let mut fields = violated_fields(&status);
@@ -221,6 +222,7 @@ async fn authorize_request_is_validated() {
     assert_eq!(
         fields,
         [
+            "access_request_id",
             "account_id",
             "reason",
             "reason_detail",

@@ -30,11 +30,27 @@ pub enum EventKind {
     EmergencyAssumption,
     /// An assumption was ended.
     AssumptionEnded,
+    /// Support asked for access through a request.
+    AccessRequestCreated,
+    /// An admin approved a request (one event per approving review).
+    AccessRequestApproved,
+    /// An admin denied a request.
+    AccessRequestDenied,
+    /// Support cancelled a request.
+    AccessRequestCancelled,
+    /// A request was revoked (by an admin, by disabling access, or by closing the account).
+    AccessRequestRevoked,
+    /// A pending request lapsed without its reviews (recorded once, by the sweep).
+    AccessRequestExpired,
+    /// An admin changed the account's access policy.
+    AccessPolicyUpdated,
+    /// An admin ended one assumption.
+    AssumptionRevoked,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive tests and filters.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 19] = [
         Self::AccountCreated,
         Self::AccountConvertedToPaid,
         Self::AccountDeleted,
@@ -46,6 +62,14 @@ impl EventKind {
         Self::AssumptionDenied,
         Self::EmergencyAssumption,
         Self::AssumptionEnded,
+        Self::AccessRequestCreated,
+        Self::AccessRequestApproved,
+        Self::AccessRequestDenied,
+        Self::AccessRequestCancelled,
+        Self::AccessRequestRevoked,
+        Self::AccessRequestExpired,
+        Self::AccessPolicyUpdated,
+        Self::AssumptionRevoked,
     ];
 
     /// Stable name, used in storage and in the canonical encoding.
@@ -62,6 +86,14 @@ impl EventKind {
             Self::AssumptionDenied => "ASSUMPTION_DENIED",
             Self::EmergencyAssumption => "EMERGENCY_ASSUMPTION",
             Self::AssumptionEnded => "ASSUMPTION_ENDED",
+            Self::AccessRequestCreated => "ACCESS_REQUEST_CREATED",
+            Self::AccessRequestApproved => "ACCESS_REQUEST_APPROVED",
+            Self::AccessRequestDenied => "ACCESS_REQUEST_DENIED",
+            Self::AccessRequestCancelled => "ACCESS_REQUEST_CANCELLED",
+            Self::AccessRequestRevoked => "ACCESS_REQUEST_REVOKED",
+            Self::AccessRequestExpired => "ACCESS_REQUEST_EXPIRED",
+            Self::AccessPolicyUpdated => "ACCESS_POLICY_UPDATED",
+            Self::AssumptionRevoked => "ASSUMPTION_REVOKED",
         }
     }
 

@@ -244,9 +244,13 @@ where
                 return Box::pin(std::future::ready(Ok(reject(Error::Unauthenticated))));
             }
         };
-        if let Requirement::Permission(p) = requirement
-            && let Err(e) = caller.require(p)
-        {
+        let permitted = match requirement {
+            Requirement::Permission(p) => caller.require(p),
+            Requirement::AnyOf(any) => caller.require_any(any),
+            // Open returned above; the handler or the router decides the others.
+            Requirement::Open | Requirement::DecidedByHandler | Requirement::Unknown => Ok(()),
+        };
+        if let Err(e) = permitted {
             tracing::info!(method = %req.uri().path(), principal = %caller.principal, "rejected: lacks permission");
             return Box::pin(std::future::ready(Ok(reject(e))));
         }

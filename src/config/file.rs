@@ -19,6 +19,7 @@ pub(super) struct FileConfig {
     pub drain_timeout: Option<String>,
     pub assumptions: Option<FileAssumptions>,
     pub idempotency: Option<FileIdempotency>,
+    pub access_requests: Option<FileAccessRequests>,
     #[serde(default)]
     pub principals: Vec<FilePrincipal>,
     pub tls: Option<FileTls>,
@@ -105,6 +106,13 @@ pub(super) struct FileLimits {
 pub(super) struct FileAssumptions {
     pub max_lifetime: Option<String>,
     pub emergency_lifetime: Option<String>,
+}
+
+/// `[access_requests]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAccessRequests {
+    pub pending_lifetime: Option<String>,
 }
 
 /// `[idempotency]`.

@@ -117,6 +117,7 @@ impl Config {
         let service = service::settings(
             file.assumptions.unwrap_or_default(),
             file.idempotency.unwrap_or_default(),
+            file.access_requests.unwrap_or_default(),
         )?;
         let drain_timeout = duration::parse_duration("drain_timeout", file.drain_timeout)?
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT);

@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use super::{
     ConfigError,
     duration::parse_duration,
-    file::{FileAssumptions, FileIdempotency},
+    file::{FileAccessRequests, FileAssumptions, FileIdempotency},
 };
 use crate::{domain::assumption::Lifetimes, service::Settings};
 
@@ -23,6 +23,7 @@ const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub(super) fn settings(
     assumptions: FileAssumptions,
     idempotency: FileIdempotency,
+    access_requests: FileAccessRequests,
 ) -> Result<Settings, ConfigError> {
     let defaults = Settings::default();
     // Both parsed before either is checked, so a malformed value is reported first.
@@ -54,9 +55,20 @@ pub(super) fn settings(
             reason: "must be at least 24h: clients may retry for a day".into(),
         });
     }
+    let pending = parse_duration(
+        "access_requests.pending_lifetime",
+        access_requests.pending_lifetime,
+    )?;
+    // Like an assumption cap: more than zero, and bounded so expiry times stay representable.
+    let pending_request_lifetime = lifetime(
+        "access_requests.pending_lifetime",
+        pending,
+        defaults.pending_request_lifetime,
+    )?;
     Ok(Settings {
         idempotency_retention,
         lifetimes,
+        pending_request_lifetime,
     })
 }
 

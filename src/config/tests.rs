@@ -61,6 +61,10 @@ fn documented_defaults_are_the_applied_ones() {
             c.service.lifetimes.emergency.to_std().unwrap(),
         ),
         ("retention", c.service.idempotency_retention),
+        (
+            "pending_lifetime",
+            c.service.pending_request_lifetime.to_std().unwrap(),
+        ),
         ("acquire_timeout", c.database.acquire_timeout),
         ("statement_timeout", c.database.statement_timeout),
         ("sweep_interval", c.expiry_sweep_interval),

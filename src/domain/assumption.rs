@@ -38,6 +38,20 @@ impl AccessReason {
             Self::Other => "OTHER",
         }
     }
+
+    /// Parses a stable name.
+    pub fn from_str_name(s: &str) -> Option<Self> {
+        [
+            Self::EscalatedTechnicalIssue,
+            Self::CannotReproduceElsewhere,
+            Self::VisualConsoleInspection,
+            Self::IpConfiguration,
+            Self::TestTickets,
+            Self::Other,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 /// The grounds for an emergency assumption.
@@ -86,6 +100,8 @@ pub struct AssumptionRequest {
     pub reason_detail: String,
     /// Present for an emergency.
     pub emergency: Option<Emergency>,
+    /// The approved access request to decide on instead of the grant, if any.
+    pub access_request_id: Option<String>,
 }
 
 /// Why an assumption was allowed.
@@ -97,6 +113,8 @@ pub enum Basis {
     TrialAccount,
     /// A justified emergency.
     Emergency,
+    /// An access request approved by the account's admins.
+    AccessRequest,
 }
 
 impl Basis {
@@ -106,6 +124,7 @@ impl Basis {
             Self::CustomerGrant => "CUSTOMER_GRANT",
             Self::TrialAccount => "TRIAL_ACCOUNT",
             Self::Emergency => "EMERGENCY",
+            Self::AccessRequest => "ACCESS_REQUEST",
         }
     }
 
@@ -115,6 +134,7 @@ impl Basis {
             "CUSTOMER_GRANT" => Some(Self::CustomerGrant),
             "TRIAL_ACCOUNT" => Some(Self::TrialAccount),
             "EMERGENCY" => Some(Self::Emergency),
+            "ACCESS_REQUEST" => Some(Self::AccessRequest),
             _ => None,
         }
     }
@@ -129,6 +149,10 @@ pub enum DenyReason {
     AccessExpired,
     /// No such open account.
     AccountNotFound,
+    /// The access request named is not approved now (pending, final, lapsed or unknown).
+    AccessRequestNotApproved,
+    /// The access request named is for another account, staff member or ticket.
+    AccessRequestMismatch,
 }
 
 impl DenyReason {
@@ -138,6 +162,8 @@ impl DenyReason {
             Self::AccessDisabled => "ACCESS_DISABLED",
             Self::AccessExpired => "ACCESS_EXPIRED",
             Self::AccountNotFound => "ACCOUNT_NOT_FOUND",
+            Self::AccessRequestNotApproved => "ACCESS_REQUEST_NOT_APPROVED",
+            Self::AccessRequestMismatch => "ACCESS_REQUEST_MISMATCH",
         }
     }
 }
@@ -236,6 +262,10 @@ pub struct Assumption {
     pub account_id: String,
     /// The staff member.
     pub staff_id: String,
+    /// The support ticket it was taken for.
+    pub ticket_id: String,
+    /// The access request it was allowed under, if any.
+    pub access_request_id: Option<String>,
     /// Why allowed.
     pub basis: Basis,
     /// When allowed.
@@ -288,6 +318,17 @@ impl AssumptionView {
         let state = assumption.state_at(now);
         Self { assumption, state }
     }
+}
+
+/// A customer admin's request to end one active assumption.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RevokeAssumption {
+    /// The assumption.
+    pub assumption_id: String,
+    /// The customer admin.
+    pub actor: super::actor::Actor,
+    /// Why (shown in the audit log; may be empty).
+    pub reason: String,
 }
 
 /// The answer to an assumption request, as replayed for a retried `request_id`.

@@ -92,6 +92,18 @@ pub enum Error {
         /// The latest signed checkpoint's size.
         latest: u64,
     },
+    /// No access request has this id.
+    #[error("access request not found")]
+    AccessRequestNotFound,
+    /// The account's policy switched requests off.
+    #[error("access requests are switched off for this account")]
+    AccessRequestsDisabled,
+    /// The request is no longer pending (approved, denied, cancelled, expired or revoked).
+    #[error("access request is not pending")]
+    AccessRequestNotPending,
+    /// This user has reviewed the request already.
+    #[error("this user already reviewed the request")]
+    AlreadyReviewed,
     /// No audit event has this id.
     #[error("audit event not found")]
     EventNotFound,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Error,
+    access_request::AccessPolicy,
     account::{Account, Plan},
     actor::Actor,
     duration::AccessDuration,
@@ -30,6 +31,8 @@ pub struct GrantRecord {
     pub update_user_id: String,
     /// Incremented on every change; the etag is derived from it.
     pub version: i64,
+    /// The account's rules for access requests (stored with the grant; its own version).
+    pub policy: AccessPolicy,
 }
 
 impl GrantRecord {
@@ -43,6 +46,7 @@ impl GrantRecord {
             update_time: now,
             update_user_id: String::new(),
             version: 1,
+            policy: AccessPolicy::default(),
         }
     }
 
@@ -209,6 +213,7 @@ pub fn enable(
         update_time: now,
         update_user_id: cmd.actor.user_id.clone(),
         version: record.version + 1,
+        policy: record.policy,
     };
     Ok((next, change))
 }

@@ -1,6 +1,7 @@
 //! Pure rules of the service: no I/O, no tonic, no sea-orm. Every function that depends on
 //! time takes `now` as an argument.
 
+pub mod access_request;
 pub mod account;
 pub mod actor;
 pub mod assumption;

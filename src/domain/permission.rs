@@ -72,6 +72,17 @@ impl Caller {
         }
     }
 
+    /// Fails with `CallerLacksPermission` (naming the first) unless the caller holds one of
+    /// `any`.
+    pub fn require_any(&self, any: &[Permission]) -> Result<(), super::Error> {
+        match any.iter().find(|p| self.permissions.contains(p)) {
+            Some(_) => Ok(()),
+            None => Err(super::Error::CallerLacksPermission(
+                any.first().map_or("", |p| p.as_str()),
+            )),
+        }
+    }
+
     /// Fails with `CallerLacksPermission` unless the caller holds `p`.
     pub fn require(&self, p: Permission) -> Result<(), super::Error> {
         if self.permissions.contains(&p) {

@@ -1,10 +1,13 @@
-//! Field conversions every service shares: account ids, enum values and timestamps, each
-//! validated the same way whichever request carries them.
+//! Field conversions every service shares: account ids, enum values, timestamps, durations
+//! and paging, each validated the same way whichever request carries them.
 
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
-use crate::domain::{Error, FieldViolation, ids::AccountId};
+use crate::{
+    domain::{Error, FieldViolation, ids::AccountId},
+    service::audit::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE},
+};
 
 /// Domain time to protobuf.
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
@@ -50,4 +53,65 @@ pub fn time_from_pb(
                 })
         })
         .transpose()
+}
+
+/// Domain microseconds to `google.protobuf.Duration` (durations are stored to the µs).
+pub fn duration_us_to_pb(us: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: us.div_euclid(1_000_000),
+        nanos: i32::try_from(us.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+/// A required `google.protobuf.Duration` as microseconds within `range` (both ends included);
+/// a missing, malformed or out-of-range one is a violation of `field`. Nanoseconds below a
+/// microsecond are dropped: storage keeps microseconds, and no duration this service takes
+/// is meaningful below a minute.
+pub fn duration_us_from_pb(
+    value: Option<prost_types::Duration>,
+    field: &str,
+    range: std::ops::RangeInclusive<chrono::Duration>,
+    range_text: &str,
+) -> Result<i64, FieldViolation> {
+    let Some(prost_types::Duration { seconds, nanos }) = value else {
+        return Err(FieldViolation::new(field, "required"));
+    };
+    // The protobuf rules: |nanos| < 1e9 and nanos has the sign of seconds.
+    let well_formed = nanos.unsigned_abs() < 1_000_000_000
+        && !(seconds > 0 && nanos < 0)
+        && !(seconds < 0 && nanos > 0);
+    let duration = well_formed
+        .then(|| chrono::Duration::try_seconds(seconds))
+        .flatten()
+        .and_then(|d| d.checked_add(&chrono::Duration::microseconds(i64::from(nanos / 1_000))));
+    match duration {
+        None => Err(FieldViolation::new(field, "not a valid duration")),
+        Some(d) if !range.contains(&d) => Err(FieldViolation::new(field, range_text)),
+        Some(d) => d
+            .num_microseconds()
+            .ok_or_else(|| FieldViolation::new(field, range_text)),
+    }
+}
+
+/// A list request's `page_size`, as `ListAuditEvents` takes it: negative is a violation, 0 is
+/// the default, and anything above the maximum is lowered to it (AIP-158).
+pub fn page_size(value: i32) -> Result<u64, FieldViolation> {
+    match value {
+        n if n < 0 => Err(FieldViolation::new("page_size", "must not be negative")),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n => Ok(u64::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// Longest page token accepted: the service's tokens are far shorter, so a longer one cannot
+/// be ours and is refused before any decoding work.
+const MAX_PAGE_TOKEN_BYTES: usize = 1024;
+
+/// A list request's `page_token`: empty means the first page. Its content is checked by the
+/// service, which alone can tell whether it was issued for the same query.
+pub fn page_token(value: String) -> Result<Option<String>, FieldViolation> {
+    if value.len() > MAX_PAGE_TOKEN_BYTES {
+        return Err(FieldViolation::new("page_token", "malformed"));
+    }
+    Ok((!value.is_empty()).then_some(value))
 }

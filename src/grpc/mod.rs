@@ -8,6 +8,7 @@
 //! only through the service layer: the types it converts to are domain, audit or service types.
 
 pub mod access_grant;
+pub mod access_request;
 pub mod account;
 pub mod audit;
 pub mod codec;

@@ -13,6 +13,10 @@ pub enum Requirement {
     Open,
     /// An authenticated caller holding this permission.
     Permission(Permission),
+    /// An authenticated caller holding at least one of these (`GetAccessRequest`: support
+    /// tooling reads its own requests, the Admin Center reads them for the customer). A refusal
+    /// names the first.
+    AnyOf(&'static [Permission]),
     /// An authenticated caller; the handler decides from the request which permission applies
     /// (`WatchAuditEvents`: `audit:read` for one account, `audit:read_all` for all).
     DecidedByHandler,
@@ -21,7 +25,7 @@ pub enum Requirement {
 }
 
 /// Every RPC of the contract and its requirement.
-pub const TABLE: [(&str, Requirement); 16] = {
+pub const TABLE: [(&str, Requirement); 27] = {
     use Permission::*;
     use Requirement::Permission as P;
     [
@@ -39,6 +43,14 @@ pub const TABLE: [(&str, Requirement); 16] = {
         ),
         (
             "/accessgrant.v1.AccessGrantService/DisableAccessGrant",
+            P(GrantsWrite),
+        ),
+        (
+            "/accessgrant.v1.AccessGrantService/GetAccessPolicy",
+            P(GrantsRead),
+        ),
+        (
+            "/accessgrant.v1.AccessGrantService/UpdateAccessPolicy",
             P(GrantsWrite),
         ),
         (
@@ -65,6 +77,43 @@ pub const TABLE: [(&str, Requirement); 16] = {
         (
             "/accessgrant.v1.SupportAccessService/EndAssumption",
             P(AccessAuthorize),
+        ),
+        (
+            "/accessgrant.v1.SupportAccessService/ListAssumptions",
+            P(GrantsRead),
+        ),
+        (
+            "/accessgrant.v1.SupportAccessService/RevokeAssumption",
+            P(GrantsWrite),
+        ),
+        // Support tooling asks and closes; customer admins (through the Admin Center) answer.
+        (
+            "/accessgrant.v1.AccessRequestService/CreateAccessRequest",
+            P(AccessAuthorize),
+        ),
+        (
+            "/accessgrant.v1.AccessRequestService/GetAccessRequest",
+            Requirement::AnyOf(&[AccessAuthorize, GrantsRead]),
+        ),
+        (
+            "/accessgrant.v1.AccessRequestService/ListAccessRequests",
+            P(GrantsRead),
+        ),
+        (
+            "/accessgrant.v1.AccessRequestService/ApproveAccessRequest",
+            P(GrantsWrite),
+        ),
+        (
+            "/accessgrant.v1.AccessRequestService/DenyAccessRequest",
+            P(GrantsWrite),
+        ),
+        (
+            "/accessgrant.v1.AccessRequestService/CancelAccessRequest",
+            P(AccessAuthorize),
+        ),
+        (
+            "/accessgrant.v1.AccessRequestService/RevokeAccessRequest",
+            P(GrantsWrite),
         ),
         ("/accessgrant.v1.AuditService/ListAuditEvents", P(AuditRead)),
         (

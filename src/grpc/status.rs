@@ -80,7 +80,7 @@ impl From<Error> for Status {
             Error::EtagMismatch => status(
                 Code::Aborted,
                 "ETAG_MISMATCH",
-                "the grant changed since it was read; read it again and retry",
+                "the grant, policy or access request changed since it was read; read it again and retry",
                 ErrorDetails::new(),
             ),
             Error::RequestIdReused => status(
@@ -166,6 +166,30 @@ impl From<Error> for Status {
                     field,
                     "above the latest signed checkpoint's tree size (or the event's leaf is not inside a tree of that size)",
                 ),
+            ),
+            Error::AccessRequestNotFound => status(
+                Code::NotFound,
+                "ACCESS_REQUEST_NOT_FOUND",
+                "access request not found",
+                ErrorDetails::new(),
+            ),
+            Error::AccessRequestsDisabled => status(
+                Code::FailedPrecondition,
+                "ACCESS_REQUESTS_DISABLED",
+                "the account's access policy does not allow access requests",
+                ErrorDetails::new(),
+            ),
+            Error::AccessRequestNotPending => status(
+                Code::FailedPrecondition,
+                "ACCESS_REQUEST_NOT_PENDING",
+                "the access request is no longer pending; read it to see its state",
+                ErrorDetails::new(),
+            ),
+            Error::AlreadyReviewed => status(
+                Code::FailedPrecondition,
+                "ALREADY_REVIEWED",
+                "this user already reviewed the access request; approvals must come from distinct users",
+                ErrorDetails::new(),
             ),
             Error::EventNotFound => status(
                 Code::NotFound,

@@ -2,11 +2,14 @@
 //! `domain` what the rules say, and writes the result and its audit event in one transaction
 //! through `storage`. Transport calls these; nothing here knows about gRPC.
 
+pub mod access_requests;
 pub mod accounts;
 pub mod audit;
 pub mod commands;
 pub mod expiry;
 pub mod grants;
+pub mod page_token;
+pub mod policy;
 pub mod support_access;
 pub mod transparency;
 
@@ -31,6 +34,9 @@ pub struct Settings {
     pub idempotency_retention: Duration,
     /// Caps on assumption lifetimes.
     pub lifetimes: crate::domain::assumption::Lifetimes,
+    /// How long a pending access request waits for its reviews (`[access_requests]
+    /// pending_lifetime`).
+    pub pending_request_lifetime: chrono::Duration,
 }
 
 /// The defaults of `[assumptions]` and `[idempotency]` (docs/configuration.md): a support
@@ -44,6 +50,7 @@ impl Default for Settings {
                 max: chrono::Duration::hours(8),
                 emergency: chrono::Duration::hours(1),
             },
+            pending_request_lifetime: chrono::Duration::hours(24),
         }
     }
 }

@@ -89,3 +89,108 @@ impl App {
         self.write(command, idem).await
     }
 }
+
+/// A request for one page of an account's assumptions.
+#[derive(Debug, Clone)]
+pub struct AssumptionListQuery {
+    /// The account.
+    pub account_id: crate::domain::ids::AccountId,
+    /// Only assumptions in these states (evaluated now); empty: all.
+    pub states: Vec<crate::domain::assumption::AssumptionState>,
+    /// Page size (already defaulted and capped, like `ListAuditEvents`').
+    pub page_size: u64,
+    /// The previous page's token, if any.
+    pub page_token: Option<String>,
+}
+
+/// One page, newest first.
+#[derive(Debug, Clone)]
+pub struct AssumptionPage {
+    /// The assumptions, evaluated now.
+    pub assumptions: Vec<AssumptionView>,
+    /// Token for the next page; `None` at the end.
+    pub next_page_token: Option<String>,
+}
+
+fn state_name(s: crate::domain::assumption::AssumptionState) -> &'static str {
+    use crate::domain::assumption::AssumptionState as S;
+    match s {
+        S::Active => "ACTIVE",
+        S::Ended => "ENDED",
+        S::Expired => "EXPIRED",
+        S::Revoked => "REVOKED",
+    }
+}
+
+impl App {
+    /// Who is in the account: one page of its assumptions, newest first, evaluated now.
+    pub async fn list_assumptions(
+        &self,
+        query: AssumptionListQuery,
+        caller: &Caller,
+    ) -> Result<AssumptionPage, Error> {
+        caller.require(Permission::GrantsRead)?;
+        let names: Vec<&str> = query.states.iter().map(|s| state_name(*s)).collect();
+        let binding =
+            super::page_token::binding("assumptions", query.account_id.as_str(), &names);
+        let after = query
+            .page_token
+            .as_deref()
+            .map(|t| super::page_token::decode(t, &binding))
+            .transpose()?;
+        self.require_account(query.account_id.as_str()).await?;
+        let now = self.clock.now();
+        let mut rows = assumptions::page(
+            self.store.reader(),
+            query.account_id.as_str(),
+            &query.states,
+            now,
+            after.as_ref(),
+            query.page_size + 1,
+        )
+        .await?;
+        let more = rows.len() as u64 > query.page_size;
+        rows.truncate(usize::try_from(query.page_size).unwrap_or(usize::MAX));
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => Some(super::page_token::encode(
+                &binding,
+                crate::storage::page::Cursor {
+                    time_us: crate::storage::to_us(last.start_time),
+                    id: last.assumption_id.clone(),
+                },
+            )),
+            _ => None,
+        };
+        Ok(AssumptionPage {
+            assumptions: rows
+                .into_iter()
+                .map(|a| AssumptionView::at(a, now))
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    /// A customer admin ends one active assumption (audited); one already over is returned
+    /// unchanged.
+    pub async fn revoke_assumption(
+        &self,
+        revoke: crate::domain::assumption::RevokeAssumption,
+        request_id: Option<String>,
+        caller: Caller,
+    ) -> Result<AssumptionView, Error> {
+        caller.require(Permission::GrantsWrite)?;
+        crate::domain::grant::authorize_actor(&revoke.actor)?;
+        let idem = Idempotency::new(
+            "RevokeAssumption",
+            request_id.clone(),
+            &caller.principal,
+            &revoke,
+        )?;
+        let command = super::commands::assumption::Revoke {
+            revoke,
+            principal: caller.principal,
+            request_id,
+        };
+        self.write(command, idem).await
+    }
+}

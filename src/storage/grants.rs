@@ -9,7 +9,10 @@ use super::{
     entities::{access_grant, account},
     from_us, from_us_opt, to_us,
 };
-use crate::domain::{Error, account::Account, duration::AccessDuration, grant::GrantRecord};
+use crate::domain::{
+    Error, access_request::AccessPolicy, account::Account, duration::AccessDuration,
+    grant::GrantRecord,
+};
 
 pub(crate) fn to_domain(m: access_grant::Model) -> Result<GrantRecord, Error> {
     let duration = m
@@ -28,6 +31,12 @@ pub(crate) fn to_domain(m: access_grant::Model) -> Result<GrantRecord, Error> {
         update_time: from_us(m.update_time_us)?,
         update_user_id: m.update_user_id,
         version: m.version,
+        policy: AccessPolicy {
+            requests_enabled: m.requests_enabled,
+            required_approvals: m.required_approvals,
+            max_request_duration_us: m.max_request_duration_us,
+            version: m.policy_version,
+        },
     })
 }
 
@@ -47,13 +56,18 @@ pub(crate) struct AccountGrantRow {
     pub(crate) update_user_id: String,
     pub(crate) version: i64,
     pub(crate) expiry_recorded_us: Option<i64>,
+    pub(crate) requests_enabled: bool,
+    pub(crate) required_approvals: i32,
+    pub(crate) max_request_duration_us: i64,
+    pub(crate) policy_version: i64,
 }
 
 /// The account ⋈ grant read, up to its `WHERE`.
 pub(crate) const JOINED_SELECT: &str = "SELECT a.account_id, a.plan, a.create_time_us, \
      a.update_time_us, a.delete_time_us, g.enabled, g.duration, g.enable_time_us, \
      g.expire_time_us, g.update_time_us AS grant_update_time_us, g.update_user_id, g.version, \
-     g.expiry_recorded_us FROM accounts a JOIN access_grants g ON g.account_id = a.account_id";
+     g.expiry_recorded_us, g.requests_enabled, g.required_approvals, \
+     g.max_request_duration_us, g.policy_version FROM accounts a JOIN access_grants g ON g.account_id = a.account_id";
 
 impl AccountGrantRow {
     /// The row's columns, per table.
@@ -77,6 +91,10 @@ impl AccountGrantRow {
                 update_user_id: r.update_user_id,
                 version: r.version,
                 expiry_recorded_us: r.expiry_recorded_us,
+                requests_enabled: r.requests_enabled,
+                required_approvals: r.required_approvals,
+                max_request_duration_us: r.max_request_duration_us,
+                policy_version: r.policy_version,
             },
         )
     }

@@ -24,6 +24,7 @@
 //! checkouts by `acquire_timeout`; a broken connection is dropped by the pool and replaced on
 //! a later checkout, so the service recovers by itself when the database returns.
 
+pub mod access_requests;
 pub mod accounts;
 pub mod assumptions;
 pub mod audit_log;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod grant_cache;
 pub mod grants;
 pub mod migrations;
+pub mod page;
 pub mod sqlite_file;
 pub mod thread_priority;
 pub mod tree;

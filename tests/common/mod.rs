@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod insider;
 pub mod merkle;
+pub mod requests;
 
 use std::{
     net::SocketAddr,
@@ -21,6 +22,7 @@ use accessgrant::{
     config::{Config, Overrides},
     proto::v1::{
         self as pb, access_grant_service_client::AccessGrantServiceClient,
+        access_request_service_client::AccessRequestServiceClient,
         account_service_client::AccountServiceClient, audit_service_client::AuditServiceClient,
         support_access_service_client::SupportAccessServiceClient,
     },
@@ -353,6 +355,11 @@ impl TestServer {
         SupportAccessServiceClient::new(self.channel.clone())
     }
 
+    /// A client of `AccessRequestService`.
+    pub fn requests(&self) -> AccessRequestServiceClient<Channel> {
+        AccessRequestServiceClient::new(self.channel.clone())
+    }
+
     /// A client of `AuditService`.
     pub fn audit(&self) -> AuditServiceClient<Channel> {
         AuditServiceClient::new(self.channel.clone())
@@ -678,6 +685,7 @@ pub fn authorize_request(id: &str) -> pb::AuthorizeAssumptionRequest {
         reason_detail: "only happens in their sandbox".into(),
         emergency: None,
         request_id: String::new(),
+        access_request_id: String::new(),
     }
 }
 

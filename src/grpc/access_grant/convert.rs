@@ -1,17 +1,22 @@
-//! `AccessGrantService` messages ↔ domain: grant commands in, grant views out. Request
+//! `AccessGrantService` messages ↔ domain: grant and policy commands in, grant and policy
+//! views out. Request
 //! conversions validate every field and report all violations at once; they destructure
 //! messages completely, so a field added to a proto fails to compile here until it is handled.
 
 use crate::{
     domain::{
         Error, FieldViolation,
+        access_request::{
+            MAX_POLICY_DURATION, MAX_REQUIRED_APPROVALS, MIN_REQUEST_DURATION, PolicyUpdate,
+            PolicyView,
+        },
         actor::{Actor, Product, Role},
         duration::AccessDuration,
         error::Violations,
         grant::{DisableGrant, EnableGrant, GrantState, GrantView},
         ids::{self, AccountId},
     },
-    grpc::fields::{enum_value, timestamp},
+    grpc::fields::{duration_us_from_pb, duration_us_to_pb, enum_value, timestamp},
     proto::v1 as pb,
 };
 
@@ -38,8 +43,9 @@ fn duration_to_pb(d: Option<AccessDuration>) -> pb::AccessDuration {
 }
 
 /// Converts an actor; the roles' enums must be known (unspecified ones are ignored: they grant
-/// nothing, and rejecting them would break clients that send a sparse list).
-fn actor(value: Option<pb::Actor>, field: &str, v: &mut Violations) -> Option<Actor> {
+/// nothing, and rejecting them would break clients that send a sparse list). Shared by every
+/// request a customer admin makes, so the same actor is read the same way everywhere.
+pub fn actor(value: Option<pb::Actor>, field: &str, v: &mut Violations) -> Option<Actor> {
     let Some(pb::Actor { user_id, roles }) = value else {
         v.push(FieldViolation::new(field, "required"));
         return None;
@@ -97,7 +103,8 @@ fn actor(value: Option<pb::Actor>, field: &str, v: &mut Violations) -> Option<Ac
     })
 }
 
-fn etag(value: String) -> Option<String> {
+/// An etag request field: empty means "unconditional" (AIP-154).
+pub fn etag(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
@@ -176,6 +183,120 @@ pub fn batch_get_request(req: pb::BatchGetAccessGrantsRequest) -> Result<Vec<Acc
     v.finish(ids.into_iter().collect())
 }
 
+/// The `AccessPolicy` fields `UpdateAccessPolicy` may change, by their mask path.
+const POLICY_PATHS: [&str; 3] = [
+    "access_requests_enabled",
+    "required_approvals",
+    "max_request_duration",
+];
+
+/// Which policy fields an update mask names. Unset, empty or `*` names all of them: a client
+/// that sends the whole policy without a mask replaces it whole (AIP-134's full replacement),
+/// rather than having its values silently ignored.
+fn policy_mask(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> [bool; 3] {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() || paths == ["*"] {
+        return [true; 3];
+    }
+    let mut named = [false; 3];
+    for path in &paths {
+        match POLICY_PATHS.iter().position(|p| p == path) {
+            Some(i) => named[i] = true,
+            None => v.push(FieldViolation::new(
+                "update_mask",
+                format!(
+                    "unknown path {path:?}: allowed are {}, or \"*\" alone",
+                    POLICY_PATHS.join(", ")
+                ),
+            )),
+        }
+    }
+    named
+}
+
+/// A validated `UpdateAccessPolicy` request: fields outside the mask are `None` (and not
+/// validated, since they are not applied).
+pub fn update_policy_request(
+    req: pb::UpdateAccessPolicyRequest,
+) -> Result<(PolicyUpdate, Option<String>), Error> {
+    let pb::UpdateAccessPolicyRequest {
+        access_policy,
+        update_mask,
+        actor: actor_value,
+        request_id,
+    } = req;
+    let mut v = Violations::new();
+    let [enabled_named, approvals_named, duration_named] = policy_mask(update_mask, &mut v);
+    let actor = actor(actor_value, "actor", &mut v);
+    let request_id = v.check(ids::parse_request_id(&request_id, "request_id"));
+    let Some(pb::AccessPolicy {
+        account_id,
+        access_requests_enabled,
+        required_approvals,
+        max_request_duration,
+        etag: etag_value,
+    }) = access_policy
+    else {
+        v.push(FieldViolation::new("access_policy", "required"));
+        return v.finish(None);
+    };
+    let account_id = v.check(AccountId::parse(&account_id, "access_policy.account_id"));
+    let required_approvals = if approvals_named {
+        v.check(
+            if (1..=MAX_REQUIRED_APPROVALS).contains(&required_approvals) {
+                Ok(Some(required_approvals))
+            } else {
+                Err(FieldViolation::new(
+                    "access_policy.required_approvals",
+                    format!("from 1 to {MAX_REQUIRED_APPROVALS}"),
+                ))
+            },
+        )
+    } else {
+        Some(None)
+    };
+    let max_request_duration_us = if duration_named {
+        v.check(
+            duration_us_from_pb(
+                max_request_duration,
+                "access_policy.max_request_duration",
+                MIN_REQUEST_DURATION..=MAX_POLICY_DURATION,
+                "from 1 minute to 30 days",
+            )
+            .map(Some),
+        )
+    } else {
+        Some(None)
+    };
+    let cmd = (|| {
+        Some((
+            PolicyUpdate {
+                account_id: account_id?,
+                requests_enabled: enabled_named.then_some(access_requests_enabled),
+                required_approvals: required_approvals?,
+                max_request_duration_us: max_request_duration_us?,
+                actor: actor?,
+                etag: etag(etag_value),
+            },
+            request_id?,
+        ))
+    })();
+    v.finish(cmd)
+}
+
+impl From<PolicyView> for pb::AccessPolicy {
+    fn from(view: PolicyView) -> Self {
+        let PolicyView { account_id, policy } = view;
+        Self {
+            account_id: account_id.as_str().to_owned(),
+            access_requests_enabled: policy.requests_enabled,
+            required_approvals: policy.required_approvals,
+            max_request_duration: Some(duration_us_to_pb(policy.max_request_duration_us)),
+            etag: policy.etag(),
+        }
+    }
+}
+
 impl From<GrantView> for pb::AccessGrant {
     fn from(g: GrantView) -> Self {
         let state = match g.state {
@@ -195,5 +316,95 @@ impl From<GrantView> for pb::AccessGrant {
             configurable: g.configurable,
             etag: g.etag,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(paths: Option<&[&str]>, approvals: i32) -> pb::UpdateAccessPolicyRequest {
+        pb::UpdateAccessPolicyRequest {
+            access_policy: Some(pb::AccessPolicy {
+                account_id: "acme".into(),
+                access_requests_enabled: false,
+                required_approvals: approvals,
+                max_request_duration: Some(prost_types::Duration {
+                    seconds: 3_600,
+                    nanos: 0,
+                }),
+                etag: "p3".into(),
+            }),
+            update_mask: paths.map(|p| prost_types::FieldMask {
+                paths: p.iter().map(|s| (*s).to_owned()).collect(),
+            }),
+            actor: Some(pb::Actor {
+                user_id: "ada".into(),
+                roles: vec![],
+            }),
+            request_id: String::new(),
+        }
+    }
+
+    fn fields_of(e: Error) -> Vec<String> {
+        match e {
+            Error::InvalidArgument(v) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    /// No mask, an empty one and `*` replace all three fields; a mask leaves the others alone
+    /// (and unvalidated).
+    #[test]
+    fn update_mask_selects_the_fields() {
+        for paths in [None, Some(&[][..]), Some(&["*"][..])] {
+            let (u, _) = update_policy_request(update(paths, 2)).unwrap();
+            assert_eq!(
+                (
+                    u.requests_enabled,
+                    u.required_approvals,
+                    u.max_request_duration_us
+                ),
+                (Some(false), Some(2), Some(3_600_000_000)),
+            );
+            assert_eq!(u.etag.as_deref(), Some("p3"));
+        }
+        let (u, _) = update_policy_request(update(Some(&["access_requests_enabled"]), 0)).unwrap();
+        assert_eq!(
+            (
+                u.requests_enabled,
+                u.required_approvals,
+                u.max_request_duration_us
+            ),
+            (Some(false), None, None),
+        );
+    }
+
+    /// Unknown paths and out-of-range values in the mask are violations, reported together.
+    #[test]
+    fn update_reports_bad_paths_and_values() {
+        let fields = fields_of(
+            update_policy_request(update(Some(&["etag", "required_approvals"]), 6)).unwrap_err(),
+        );
+        assert_eq!(fields, ["update_mask", "access_policy.required_approvals"]);
+        let mut req = update(None, 1);
+        if let Some(p) = req.access_policy.as_mut() {
+            p.account_id = String::new();
+            p.max_request_duration = Some(prost_types::Duration {
+                seconds: 31 * 86_400,
+                nanos: 0,
+            });
+        }
+        let fields = fields_of(update_policy_request(req).unwrap_err());
+        assert_eq!(
+            fields,
+            [
+                "access_policy.account_id",
+                "access_policy.max_request_duration"
+            ]
+        );
+        let fields =
+            fields_of(update_policy_request(pb::UpdateAccessPolicyRequest::default()).unwrap_err());
+        assert_eq!(fields, ["actor", "access_policy"]);
     }
 }

@@ -77,4 +77,34 @@ impl AccessGrantService for AccessGrantApi {
             access_grants: grants.into_iter().map(Into::into).collect(),
         }))
     }
+
+    async fn get_access_policy(
+        &self,
+        request: Request<pb::GetAccessPolicyRequest>,
+    ) -> Result<Response<pb::GetAccessPolicyResponse>, Status> {
+        let (caller, _slot) = admit(&request)?;
+        let pb::GetAccessPolicyRequest { account_id } = request.into_inner();
+        let id = fields::account_id(&account_id)?;
+        record_account(id.as_str());
+        let policy = self.app.get_access_policy(&id, &caller).await?;
+        Ok(Response::new(pb::GetAccessPolicyResponse {
+            access_policy: Some(policy.into()),
+        }))
+    }
+
+    async fn update_access_policy(
+        &self,
+        request: Request<pb::UpdateAccessPolicyRequest>,
+    ) -> Result<Response<pb::UpdateAccessPolicyResponse>, Status> {
+        let (caller, _slot) = admit(&request)?;
+        let (update, request_id) = convert::update_policy_request(request.into_inner())?;
+        record_account(update.account_id.as_str());
+        let policy = self
+            .app
+            .update_access_policy(update, request_id, caller)
+            .await?;
+        Ok(Response::new(pb::UpdateAccessPolicyResponse {
+            access_policy: Some(policy.into()),
+        }))
+    }
 }

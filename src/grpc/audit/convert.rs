@@ -5,12 +5,9 @@
 use crate::{
     audit::{AuditEvent, EventActor, EventFilter, EventKind},
     domain::{Error, FieldViolation, error::Violations, ids::AccountId},
-    grpc::fields::{enum_value, time_from_pb, timestamp},
+    grpc::fields::{self, enum_value, time_from_pb, timestamp},
     proto::v1 as pb,
-    service::{
-        audit::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE},
-        transparency::InclusionProof,
-    },
+    service::{audit::ListQuery, transparency::InclusionProof},
 };
 
 fn kind_from_pb(value: i32, field: &str) -> Result<EventKind, FieldViolation> {
@@ -28,6 +25,14 @@ fn kind_from_pb(value: i32, field: &str) -> Result<EventKind, FieldViolation> {
         K::AssumptionDenied => EventKind::AssumptionDenied,
         K::EmergencyAssumption => EventKind::EmergencyAssumption,
         K::AssumptionEnded => EventKind::AssumptionEnded,
+        K::AccessRequestCreated => EventKind::AccessRequestCreated,
+        K::AccessRequestApproved => EventKind::AccessRequestApproved,
+        K::AccessRequestDenied => EventKind::AccessRequestDenied,
+        K::AccessRequestCancelled => EventKind::AccessRequestCancelled,
+        K::AccessRequestRevoked => EventKind::AccessRequestRevoked,
+        K::AccessRequestExpired => EventKind::AccessRequestExpired,
+        K::AccessPolicyUpdated => EventKind::AccessPolicyUpdated,
+        K::AssumptionRevoked => EventKind::AssumptionRevoked,
     })
 }
 
@@ -45,6 +50,14 @@ fn kind_to_pb(kind: EventKind) -> pb::audit_event::Kind {
         EventKind::AssumptionDenied => K::AssumptionDenied,
         EventKind::EmergencyAssumption => K::EmergencyAssumption,
         EventKind::AssumptionEnded => K::AssumptionEnded,
+        EventKind::AccessRequestCreated => K::AccessRequestCreated,
+        EventKind::AccessRequestApproved => K::AccessRequestApproved,
+        EventKind::AccessRequestDenied => K::AccessRequestDenied,
+        EventKind::AccessRequestCancelled => K::AccessRequestCancelled,
+        EventKind::AccessRequestRevoked => K::AccessRequestRevoked,
+        EventKind::AccessRequestExpired => K::AccessRequestExpired,
+        EventKind::AccessPolicyUpdated => K::AccessPolicyUpdated,
+        EventKind::AssumptionRevoked => K::AssumptionRevoked,
     }
 }
 
@@ -60,11 +73,7 @@ pub fn list_request(req: pb::ListAuditEventsRequest) -> Result<ListQuery, Error>
     } = req;
     let mut v = Violations::new();
     let account_id = v.check(AccountId::parse(&account_id, "account_id"));
-    let page_size = v.check(match page_size {
-        n if n < 0 => Err(FieldViolation::new("page_size", "must not be negative")),
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n => Ok(u64::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
-    });
+    let page_size = v.check(fields::page_size(page_size));
     if kinds.len() > EventKind::ALL.len() * 2 {
         v.push(FieldViolation::new("kinds", "too many kinds"));
     }
@@ -80,14 +89,12 @@ pub fn list_request(req: pb::ListAuditEventsRequest) -> Result<ListQuery, Error>
     {
         v.push(FieldViolation::new("end_time", "must be after start_time"));
     }
-    if page_token.len() > 1024 {
-        v.push(FieldViolation::new("page_token", "malformed"));
-    }
+    let page_token = v.check(fields::page_token(page_token));
     let query = (|| {
         Some(ListQuery {
             account_id: account_id?,
             page_size: page_size?,
-            page_token: (!page_token.is_empty()).then_some(page_token),
+            page_token: page_token?,
             filter: EventFilter {
                 kinds: kinds.into_iter().collect::<Option<Vec<_>>>()?,
                 start_time: start_time?,

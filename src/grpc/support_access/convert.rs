@@ -1,5 +1,5 @@
-//! `SupportAccessService` messages ↔ domain: assumption requests in, decisions and
-//! assumptions out. Request conversions validate every field and report all violations at
+//! `SupportAccessService` messages ↔ domain: assumption requests, lists and revocations in,
+//! decisions and assumptions out. Request conversions validate every field and report all violations at
 //! once; they destructure messages completely, so a field added to a proto fails to compile
 //! here until it is handled.
 
@@ -9,15 +9,21 @@ use crate::{
         assumption::{
             AccessReason, AssumptionDecision, AssumptionRequest, AssumptionState, AssumptionView,
             Basis, DenyReason, Emergency, EmergencyReason, MIN_JUSTIFICATION_CHARS,
+            RevokeAssumption,
         },
         error::Violations,
         ids::{self, AccountId},
     },
-    grpc::fields::{enum_value, timestamp},
+    grpc::{
+        access_grant::convert::actor,
+        fields::{self, enum_value, timestamp},
+    },
     proto::v1 as pb,
+    service::support_access::{AssumptionListQuery, AssumptionPage},
 };
 
-fn access_reason(value: i32, field: &str) -> Result<AccessReason, FieldViolation> {
+/// A required `AccessReason` field (assumptions and access requests take the same reasons).
+pub fn access_reason(value: i32, field: &str) -> Result<AccessReason, FieldViolation> {
     match enum_value(value, field)? {
         pb::AccessReason::Unspecified => Err(FieldViolation::new(field, "required")),
         pb::AccessReason::EscalatedTechnicalIssue => Ok(AccessReason::EscalatedTechnicalIssue),
@@ -26,6 +32,18 @@ fn access_reason(value: i32, field: &str) -> Result<AccessReason, FieldViolation
         pb::AccessReason::IpConfiguration => Ok(AccessReason::IpConfiguration),
         pb::AccessReason::TestTickets => Ok(AccessReason::TestTickets),
         pb::AccessReason::Other => Ok(AccessReason::Other),
+    }
+}
+
+/// A domain reason as its protobuf enum.
+pub fn access_reason_to_pb(r: AccessReason) -> pb::AccessReason {
+    match r {
+        AccessReason::EscalatedTechnicalIssue => pb::AccessReason::EscalatedTechnicalIssue,
+        AccessReason::CannotReproduceElsewhere => pb::AccessReason::CannotReproduceElsewhere,
+        AccessReason::VisualConsoleInspection => pb::AccessReason::VisualConsoleInspection,
+        AccessReason::IpConfiguration => pb::AccessReason::IpConfiguration,
+        AccessReason::TestTickets => pb::AccessReason::TestTickets,
+        AccessReason::Other => pb::AccessReason::Other,
     }
 }
 
@@ -75,6 +93,7 @@ pub fn authorize_request(
         reason_detail,
         emergency: emergency_value,
         request_id,
+        access_request_id,
     } = req;
     let mut v = Violations::new();
     let account_id = v.check(AccountId::parse(&account_id, "account_id"));
@@ -84,6 +103,11 @@ pub fn authorize_request(
     let reason_detail = v.check(ids::parse_free_text(&reason_detail, "reason_detail"));
     let emergency = emergency_value.map(|e| emergency(e, &mut v));
     let request_id = v.check(ids::parse_request_id(&request_id, "request_id"));
+    // Optional like request_id: empty means "decide on the grant".
+    let access_request_id = v.check(ids::parse_request_id(
+        &access_request_id,
+        "access_request_id",
+    ));
     let cmd = (|| {
         Some((
             AssumptionRequest {
@@ -96,6 +120,7 @@ pub fn authorize_request(
                     None => None,
                     Some(e) => Some(e?),
                 },
+                access_request_id: access_request_id?,
             },
             request_id?,
         ))
@@ -121,11 +146,87 @@ pub fn end_request(req: pb::EndAssumptionRequest) -> Result<(String, Option<Stri
     v.finish(cmd)
 }
 
+/// Most `states` a list request may name: each of the four at most twice (duplicates are
+/// harmless), so a huge list cannot make the query expensive.
+const MAX_STATES: usize = 8;
+
+fn state_from_pb(value: i32, field: &str) -> Result<AssumptionState, FieldViolation> {
+    match enum_value(value, field)? {
+        pb::assumption::State::Unspecified => {
+            Err(FieldViolation::new(field, "must be a specific state"))
+        }
+        pb::assumption::State::Active => Ok(AssumptionState::Active),
+        pb::assumption::State::Ended => Ok(AssumptionState::Ended),
+        pb::assumption::State::Expired => Ok(AssumptionState::Expired),
+        pb::assumption::State::Revoked => Ok(AssumptionState::Revoked),
+    }
+}
+
+/// A validated `ListAssumptions` request.
+pub fn list_request(req: pb::ListAssumptionsRequest) -> Result<AssumptionListQuery, Error> {
+    let pb::ListAssumptionsRequest {
+        account_id,
+        page_size,
+        page_token,
+        states,
+    } = req;
+    let mut v = Violations::new();
+    let account_id = v.check(AccountId::parse(&account_id, "account_id"));
+    let page_size = v.check(fields::page_size(page_size));
+    let page_token = v.check(fields::page_token(page_token));
+    if states.len() > MAX_STATES {
+        v.push(FieldViolation::new("states", "too many states"));
+    }
+    let states: Vec<Option<AssumptionState>> = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| v.check(state_from_pb(*s, &format!("states[{i}]"))))
+        .collect();
+    let query = (|| {
+        Some(AssumptionListQuery {
+            account_id: account_id?,
+            states: states.into_iter().collect::<Option<Vec<_>>>()?,
+            page_size: page_size?,
+            page_token: page_token?,
+        })
+    })();
+    v.finish(query)
+}
+
+/// A validated `RevokeAssumption` request.
+pub fn revoke_request(
+    req: pb::RevokeAssumptionRequest,
+) -> Result<(RevokeAssumption, Option<String>), Error> {
+    let pb::RevokeAssumptionRequest {
+        assumption_id,
+        actor: actor_value,
+        reason,
+        request_id,
+    } = req;
+    let mut v = Violations::new();
+    let id = v.check(ids::parse_printable_id(&assumption_id, "assumption_id"));
+    let actor = actor(actor_value, "actor", &mut v);
+    let reason = v.check(ids::parse_free_text(&reason, "reason"));
+    let request_id = v.check(ids::parse_request_id(&request_id, "request_id"));
+    let cmd = (|| {
+        Some((
+            RevokeAssumption {
+                assumption_id: id?,
+                actor: actor?,
+                reason: reason?,
+            },
+            request_id?,
+        ))
+    })();
+    v.finish(cmd)
+}
+
 fn basis_to_pb(b: Basis) -> pb::Basis {
     match b {
         Basis::CustomerGrant => pb::Basis::CustomerGrant,
         Basis::TrialAccount => pb::Basis::TrialAccount,
         Basis::Emergency => pb::Basis::Emergency,
+        Basis::AccessRequest => pb::Basis::AccessRequest,
     }
 }
 
@@ -150,6 +251,8 @@ impl From<AssumptionView> for pb::Assumption {
             expire_time: Some(timestamp(a.expire_time)),
             end_time: a.end_time.map(timestamp),
             state: state.into(),
+            ticket_id: a.ticket_id,
+            access_request_id: a.access_request_id.unwrap_or_default(),
         }
     }
 }
@@ -161,6 +264,8 @@ impl From<AssumptionDecision> for pb::AuthorizeAssumptionResponse {
             Some(DenyReason::AccessDisabled) => pb::DenyReason::AccessDisabled,
             Some(DenyReason::AccessExpired) => pb::DenyReason::AccessExpired,
             Some(DenyReason::AccountNotFound) => pb::DenyReason::AccountNotFound,
+            Some(DenyReason::AccessRequestNotApproved) => pb::DenyReason::AccessRequestNotApproved,
+            Some(DenyReason::AccessRequestMismatch) => pb::DenyReason::AccessRequestMismatch,
         };
         let (decision, basis) = match &d.allowed {
             Some(view) => (pb::Decision::Allow, basis_to_pb(view.assumption.basis)),
@@ -172,6 +277,19 @@ impl From<AssumptionDecision> for pb::AuthorizeAssumptionResponse {
             basis: basis.into(),
             assumption: d.allowed.map(Into::into),
             audit_event_id: d.audit_event_id,
+        }
+    }
+}
+
+impl From<AssumptionPage> for pb::ListAssumptionsResponse {
+    fn from(page: AssumptionPage) -> Self {
+        let AssumptionPage {
+            assumptions,
+            next_page_token,
+        } = page;
+        Self {
+            assumptions: assumptions.into_iter().map(Into::into).collect(),
+            next_page_token: next_page_token.unwrap_or_default(),
         }
     }
 }

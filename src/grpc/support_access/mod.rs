@@ -64,4 +64,31 @@ impl SupportAccessService for SupportAccessApi {
             assumption: Some(view.into()),
         }))
     }
+
+    async fn list_assumptions(
+        &self,
+        request: Request<pb::ListAssumptionsRequest>,
+    ) -> Result<Response<pb::ListAssumptionsResponse>, Status> {
+        let (caller, _slot) = admit(&request)?;
+        let query = convert::list_request(request.into_inner())?;
+        record_account(query.account_id.as_str());
+        let page = self.app.list_assumptions(query, &caller).await?;
+        Ok(Response::new(page.into()))
+    }
+
+    async fn revoke_assumption(
+        &self,
+        request: Request<pb::RevokeAssumptionRequest>,
+    ) -> Result<Response<pb::RevokeAssumptionResponse>, Status> {
+        let (caller, _slot) = admit(&request)?;
+        let (revoke, request_id) = convert::revoke_request(request.into_inner())?;
+        let view = self
+            .app
+            .revoke_assumption(revoke, request_id, caller)
+            .await?;
+        record_account(&view.assumption.account_id);
+        Ok(Response::new(pb::RevokeAssumptionResponse {
+            assumption: Some(view.into()),
+        }))
+    }
 }

@@ -138,6 +138,7 @@ impl Command for Delete {
 
     fn announce(&self, keys: &mut Keys) {
         keys.account_with_assumptions(self.account_id.as_str());
+        keys.account_with_requests(self.account_id.as_str());
     }
 
     fn apply(&self, draft: &mut Draft<'_>, now: DateTime<Utc>) -> Result<(), Error> {
@@ -149,6 +150,16 @@ impl Command for Delete {
             ..account
         });
         let revoked = revoke_open(draft, id.as_str(), None, now)?;
+        // Before the deletion event: nothing is written after it.
+        super::access_request::revoke_open_requests(
+            draft,
+            id,
+            &EventActor::ServicePrincipal(self.principal.clone()),
+            "ACCOUNT_DELETED",
+            &self.principal,
+            self.request_id.as_ref(),
+            now,
+        )?;
         draft.append(
             NewEvent {
                 account_id: id.clone(),
@@ -224,6 +235,8 @@ mod tests {
                 assumption_id: id.into(),
                 account_id: "acme".into(),
                 staff_id: "sam".into(),
+                ticket_id: "T-1".into(),
+                access_request_id: None,
                 basis,
                 start_time: t(0),
                 expire_time: t(10),

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use crate::{
     domain::{
         Error,
+        access_request::AccessRequest,
         account::{Account, Plan},
         assumption::{Assumption, Basis},
         duration::AccessDuration,
@@ -36,6 +37,7 @@ pub(crate) struct Fixture {
     pub(crate) accounts: HashMap<String, (Account, GrantRow)>,
     pub(crate) heads: HashMap<String, ChainHead>,
     pub(crate) assumptions: Vec<Assumption>,
+    pub(crate) access_requests: Vec<AccessRequest>,
     pub(crate) responses: HashMap<(String, String), StoredResponse>,
     pub(crate) events: Vec<EventRow>,
 }
@@ -75,7 +77,20 @@ impl Fixture {
             update_time: t(0),
             update_user_id: "admin".into(),
             version: grant.record.version + 1,
+            policy: grant.record.policy,
         };
+    }
+
+    /// Stores a request directly (replacing one with the same id).
+    pub(crate) fn put_request(&mut self, r: AccessRequest) {
+        match self
+            .access_requests
+            .iter_mut()
+            .find(|s| s.access_request_id == r.access_request_id)
+        {
+            Some(slot) => *slot = r,
+            None => self.access_requests.push(r),
+        }
     }
 
     /// Loads `keys` as a backend would.
@@ -114,6 +129,23 @@ impl Fixture {
                     .cloned(),
             );
         }
+        for id in &keys.access_requests {
+            if let Some(r) = self
+                .access_requests
+                .iter()
+                .find(|r| &r.access_request_id == id)
+            {
+                loaded.access_requests.push(r.clone());
+            }
+        }
+        for id in &keys.open_requests {
+            loaded.access_requests.extend(
+                self.access_requests
+                    .iter()
+                    .filter(|r| &r.account_id == id && r.status.is_open())
+                    .cloned(),
+            );
+        }
         for key in &keys.responses {
             if let Some(r) = self.responses.get(key) {
                 loaded.responses.push((key.clone(), r.clone()));
@@ -142,8 +174,7 @@ impl Fixture {
         for (id, g) in changes.grants {
             self.accounts.get_mut(&id).expect("a grant's account").1 = g;
         }
-        self.assumptions
-            .extend(changes.new_assumptions.into_iter().map(|r| r.assumption));
+        self.assumptions.extend(changes.new_assumptions);
         for a in changes.changed_assumptions {
             let slot = self
                 .assumptions
@@ -151,6 +182,9 @@ impl Fixture {
                 .find(|s| s.assumption_id == a.assumption_id)
                 .expect("a changed assumption exists");
             *slot = a;
+        }
+        for r in changes.access_requests {
+            self.put_request(r);
         }
         self.events.extend(changes.events);
         self.heads.extend(changes.heads);

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{lapse::record_pending_lapse, open_account};
+use super::{
+    access_request::revoke_open_requests, lapse::record_pending_lapse, open_account,
+};
 use crate::{
     audit::{EventActor, EventKind, NewEvent, canonical::format_time},
     domain::{
@@ -92,6 +94,7 @@ impl Command for Disable {
 
     fn announce(&self, keys: &mut Keys) {
         keys.account_with_assumptions(self.cmd.account_id.as_str());
+        keys.account_with_requests(self.cmd.account_id.as_str());
     }
 
     fn apply(&self, draft: &mut Draft<'_>, now: DateTime<Utc>) -> Result<GrantView, Error> {
@@ -107,24 +110,33 @@ impl Command for Disable {
         // asking for "off" ends it like any other.
         let revoked = revoke_open(draft, id.as_str(), None, now)?;
         let was_enabled = disabled.is_some();
-        if !was_enabled && revoked.is_empty() {
-            // Nothing changed: no event.
-            return Ok(GrantView::at(&account, &record, now));
-        }
         let next = disabled.unwrap_or_else(|| record.clone());
-        draft.append(
-            NewEvent {
-                account_id: id.clone(),
-                kind: EventKind::GrantDisabled,
-                actor: EventActor::CustomerUser(self.cmd.actor.user_id.clone()),
-                detail: json!({
-                    "previous_expire_time": record.expire_time.map(format_time),
-                    "was_enabled": was_enabled,
-                    "revoked_assumption_ids": revoked,
-                    "principal": self.principal,
-                }),
-                request_id: self.request_id.clone(),
-            },
+        // Nothing changed about the grant or who is in: no grant event.
+        if was_enabled || !revoked.is_empty() {
+            draft.append(
+                NewEvent {
+                    account_id: id.clone(),
+                    kind: EventKind::GrantDisabled,
+                    actor: EventActor::CustomerUser(self.cmd.actor.user_id.clone()),
+                    detail: json!({
+                        "previous_expire_time": record.expire_time.map(format_time),
+                        "was_enabled": was_enabled,
+                        "revoked_assumption_ids": revoked,
+                        "principal": self.principal,
+                    }),
+                    request_id: self.request_id.clone(),
+                },
+                now,
+            )?;
+        }
+        // "Everyone out" includes whoever is waiting or approved to come in.
+        revoke_open_requests(
+            draft,
+            id,
+            &EventActor::CustomerUser(self.cmd.actor.user_id.clone()),
+            "GRANT_DISABLED",
+            &self.principal,
+            self.request_id.as_ref(),
             now,
         )?;
         Ok(GrantView::at(&account, &next, now))
@@ -201,6 +213,8 @@ mod tests {
             assumption_id: id.into(),
             account_id: "acme".into(),
             staff_id: "sam".into(),
+            ticket_id: "T-1".into(),
+            access_request_id: None,
             basis,
             start_time: t(0),
             expire_time: expire,

@@ -2,13 +2,17 @@
 //! it reads and applies its rule to a draft of the batch, with no I/O, so the rules are
 //! unit-tested here without a database (`tests` below each command).
 
+pub mod access_request;
 pub mod account;
 pub mod assumption;
 pub mod checkpoint;
 pub mod grant;
 pub mod lapse;
+pub mod policy;
 pub mod prune;
 
+#[cfg(test)]
+mod access_request_tests;
 #[cfg(test)]
 pub(crate) mod fixture;
 #[cfg(test)]

@@ -27,6 +27,15 @@ pub struct Model {
     /// The `expire_time_us` whose lapse has been audited (`GRANT_EXPIRED`), if any: the
     /// expiry sweeper's exactly-once marker.
     pub expiry_recorded_us: Option<i64>,
+    /// Whether support may ask for access requests (the account's request policy lives on
+    /// its grant row, so one read gives a command both).
+    pub requests_enabled: bool,
+    /// Distinct approvals a request needs.
+    pub required_approvals: i32,
+    /// Longest duration a request may ask for (µs).
+    pub max_request_duration_us: i64,
+    /// Incremented on every policy change (the policy's own etag source).
+    pub policy_version: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -16,7 +16,7 @@ pub struct Model {
     pub staff_id: String,
     /// The support ticket.
     pub ticket_id: String,
-    /// `CUSTOMER_GRANT`, `TRIAL_ACCOUNT` or `EMERGENCY`.
+    /// `CUSTOMER_GRANT`, `TRIAL_ACCOUNT`, `EMERGENCY` or `ACCESS_REQUEST`.
     pub basis: String,
     /// Allowed at (µs).
     pub start_time_us: i64,
@@ -26,6 +26,8 @@ pub struct Model {
     pub end_time_us: Option<i64>,
     /// `ENDED` or `REVOKED`; null while open or merely expired.
     pub end_reason: Option<String>,
+    /// The access request it was allowed under (basis `ACCESS_REQUEST`), else null.
+    pub access_request_id: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -3,6 +3,7 @@
 //! audit hash never depend on a driver's text format for timestamps.
 
 pub mod access_grant;
+pub mod access_request;
 pub mod account;
 pub mod assumption;
 pub mod audit_chain_head;

@@ -12,6 +12,7 @@ mod m20261126_000006_create_write_fence;
 mod m20261126_000007_add_grant_expiry_recorded;
 mod m20261126_000008_chain_head_time;
 mod m20261207_000009_audit_tree;
+mod m20261208_000010_access_requests;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_add_grant_expiry_recorded::Migration),
             Box::new(m20261126_000008_chain_head_time::Migration),
             Box::new(m20261207_000009_audit_tree::Migration),
+            Box::new(m20261208_000010_access_requests::Migration),
         ]
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     rows::{
-        AssumptionRow, ChainHead, Changes, CheckpointRow, EventRow, GrantRow, ResponseRow,
+        ChainHead, Changes, CheckpointRow, EventRow, GrantRow, ResponseRow,
         StoredResponse, TreeState, UNASSIGNED_LEAF,
     },
     view::{View, not_announced, not_before},
@@ -14,6 +14,7 @@ use crate::{
     audit::{NewEvent, canonical::CanonicalFields, chain},
     domain::{
         Error,
+        access_request::AccessRequest,
         account::Account,
         assumption::{Assumption, Basis},
         grant::GrantRecord,
@@ -171,8 +172,8 @@ impl<'v> Draft<'v> {
             self.changes
                 .new_assumptions
                 .iter()
-                .filter(|n| n.assumption.account_id == account_id)
-                .map(|n| n.assumption.clone()),
+                .filter(|n| n.account_id == account_id)
+                .cloned(),
         );
         out.retain(|a| a.end_reason.is_none());
         Ok(out)
@@ -219,11 +220,64 @@ impl<'v> Draft<'v> {
     }
 
     /// Writes a new assumption.
-    pub fn insert_assumption(&mut self, assumption: Assumption, ticket_id: &str) {
-        self.changes.new_assumptions.push(AssumptionRow {
-            assumption,
-            ticket_id: ticket_id.to_owned(),
-        });
+    pub fn insert_assumption(&mut self, assumption: Assumption) {
+        self.changes.new_assumptions.push(assumption);
+    }
+
+    /// An announced access request, as it stands in this draft (`None`: no such request).
+    pub fn access_request(&self, id: &str) -> Result<Option<AccessRequest>, Error> {
+        if let Some(changed) = self
+            .changes
+            .access_requests
+            .iter()
+            .find(|r| r.access_request_id == id)
+        {
+            return Ok(Some(changed.clone()));
+        }
+        self.view
+            .requests
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_announced("access request", id))
+    }
+
+    /// The account's requests whose stored state is pending or approved, as they stand in this
+    /// draft (lapsed ones included: the caller evaluates them at its `now`); the account must
+    /// have been announced with [`super::Keys::account_with_requests`].
+    pub fn open_requests(&self, account_id: &str) -> Result<Vec<AccessRequest>, Error> {
+        let ids = self
+            .view
+            .open_requests
+            .get(account_id)
+            .ok_or_else(|| not_announced("open access requests of", account_id))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(r) = self.access_request(id)? {
+                out.push(r);
+            }
+        }
+        out.extend(
+            self.changes
+                .access_requests
+                .iter()
+                .filter(|r| r.account_id == account_id && !ids.contains(&r.access_request_id))
+                .cloned(),
+        );
+        out.retain(|r| r.status.is_open());
+        Ok(out)
+    }
+
+    /// Writes an access request (new or changed).
+    pub fn put_access_request(&mut self, request: AccessRequest) {
+        match self
+            .changes
+            .access_requests
+            .iter_mut()
+            .find(|r| r.access_request_id == request.access_request_id)
+        {
+            Some(slot) => *slot = request,
+            None => self.changes.access_requests.push(request),
+        }
     }
 
     /// Writes a changed assumption (its expiry or end).
@@ -232,9 +286,9 @@ impl<'v> Draft<'v> {
             .changes
             .new_assumptions
             .iter_mut()
-            .find(|n| n.assumption.assumption_id == assumption.assumption_id)
+            .find(|n| n.assumption_id == assumption.assumption_id)
         {
-            new.assumption = assumption;
+            *new = assumption;
             return;
         }
         match self

@@ -35,7 +35,11 @@ use super::{
     tree,
     view::View,
 };
-use crate::{clock::SharedClock, domain::Error, storage::Store};
+use crate::{
+    clock::SharedClock,
+    domain::{Error, access_request::RequestState},
+    storage::Store,
+};
 
 /// Most commands committed together. Bounded so one transaction (and the latency of its
 /// first command) stays short even under a burst.
@@ -242,12 +246,24 @@ impl<B: Backend> Loop<B> {
         Ok(loaded)
     }
 
-    /// After the commit, before anyone is answered: count the events by kind, drop the
-    /// accounts whose rows changed from the read cache, wake audit watchers.
+    /// After the commit, before anyone is answered: count the events by kind and the access
+    /// requests' state transitions, drop the accounts whose rows changed from the read cache,
+    /// wake audit watchers.
     fn after_commit(&self, changes: &Changes) {
         for event in &changes.events {
             metrics::counter!(crate::metrics::AUDIT_EVENTS, "kind" => event.kind.clone())
                 .increment(1);
+        }
+        // A request's final row in the batch: new (version 1, pending) or moved out of
+        // pending. An approval short of the quorum leaves it pending: no transition.
+        for r in &changes.access_requests {
+            if r.version == 1 || r.status != RequestState::Pending {
+                metrics::counter!(
+                    crate::metrics::ACCESS_REQUEST_TRANSITIONS,
+                    "to" => r.status.as_str()
+                )
+                .increment(1);
+            }
         }
         if let Some(cache) = self.store.grant_cache() {
             cache.invalidate(changes.changed_accounts());

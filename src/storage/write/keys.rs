@@ -2,7 +2,7 @@
 //! ([`Loaded`]).
 
 use super::rows::{ChainHead, GrantRow, StoredResponse, TreeState};
-use crate::domain::{account::Account, assumption::Assumption};
+use crate::domain::{access_request::AccessRequest, account::Account, assumption::Assumption};
 
 /// The rows a batch reads up front, announced by its commands before any of them runs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -13,6 +13,10 @@ pub struct Keys {
     pub open_assumptions: Vec<String>,
     /// Assumptions by id (their accounts are loaded with them, as if announced).
     pub assumptions: Vec<String>,
+    /// Access requests by id (only the requests: a command announces the account it needs).
+    pub access_requests: Vec<String>,
+    /// Accounts whose open (stored pending or approved) access requests are needed.
+    pub open_requests: Vec<String>,
     /// `(rpc, request_id)` responses.
     pub responses: Vec<(String, String)>,
     /// The Merkle tree's state, for signing a checkpoint.
@@ -47,6 +51,17 @@ impl Keys {
         push_distinct(&mut self.assumptions, id);
     }
 
+    /// Announces an access request by id.
+    pub fn access_request(&mut self, id: &str) {
+        push_distinct(&mut self.access_requests, id);
+    }
+
+    /// Announces an account together with its open access requests.
+    pub fn account_with_requests(&mut self, id: &str) {
+        self.account(id);
+        push_distinct(&mut self.open_requests, id);
+    }
+
     /// Announces a stored response.
     pub fn response(&mut self, scope: &str, request_id: &str) {
         let key = (scope.to_owned(), request_id.to_owned());
@@ -74,6 +89,9 @@ pub struct Loaded {
     pub open_assumptions: Vec<Assumption>,
     /// Announced assumptions, by id.
     pub assumptions: Vec<Assumption>,
+    /// Announced access requests, and the stored pending or approved ones of the accounts in
+    /// `Keys::open_requests` (a request may be both).
+    pub access_requests: Vec<AccessRequest>,
     /// Stored responses, keyed `(rpc, request_id)`.
     pub responses: Vec<((String, String), StoredResponse)>,
     /// The tree's state, when announced.

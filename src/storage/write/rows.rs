@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    domain::{account::Account, assumption::Assumption, grant::GrantRecord},
+    domain::{
+        access_request::AccessRequest, account::Account, assumption::Assumption,
+        grant::GrantRecord,
+    },
     transparency::{Checkpoint, Hash, NodeKey},
 };
 
@@ -49,16 +52,6 @@ pub struct StoredResponse {
     pub fingerprint: String,
     /// The response, as JSON.
     pub response_json: String,
-}
-
-/// A stored assumption with the ticket it was taken for (the domain type has no ticket: it
-/// is written once and only ever read by the audit log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssumptionRow {
-    /// The assumption.
-    pub assumption: Assumption,
-    /// The support ticket.
-    pub ticket_id: String,
 }
 
 /// A new audit event row, chained and hashed.
@@ -177,9 +170,11 @@ pub struct Changes {
     /// Grants inserted or replaced, by account id.
     pub grants: Vec<(String, GrantRow)>,
     /// Assumptions inserted.
-    pub new_assumptions: Vec<AssumptionRow>,
+    pub new_assumptions: Vec<Assumption>,
     /// Existing assumptions whose expiry or end changed.
     pub changed_assumptions: Vec<Assumption>,
+    /// Access requests inserted or replaced (the final row per id).
+    pub access_requests: Vec<AccessRequest>,
     /// Audit events appended.
     pub events: Vec<EventRow>,
     /// Chain heads the events moved, as they stand after the last of them.
@@ -204,6 +199,7 @@ impl Changes {
             && self.grants.is_empty()
             && self.new_assumptions.is_empty()
             && self.changed_assumptions.is_empty()
+            && self.access_requests.is_empty()
             && self.events.is_empty()
             && self.heads.is_empty()
             && self.responses.is_empty()
@@ -226,14 +222,19 @@ impl Changes {
             if let Some(new) = self
                 .new_assumptions
                 .iter_mut()
-                .find(|n| n.assumption.assumption_id == a.assumption_id)
+                .find(|n| n.assumption_id == a.assumption_id)
             {
-                new.assumption = a;
+                *new = a;
             } else {
                 replace_or_push(&mut self.changed_assumptions, a, |x, y| {
                     x.assumption_id == y.assumption_id
                 });
             }
+        }
+        for r in later.access_requests {
+            replace_or_push(&mut self.access_requests, r, |x, y| {
+                x.access_request_id == y.access_request_id
+            });
         }
         self.events.extend(later.events);
         for h in later.heads {

@@ -19,7 +19,7 @@ use super::{
     rows::{ChainHead, Changes, GrantRow, StoredResponse, TreeState},
 };
 use crate::{
-    domain::{Error, account::Account, assumption::Assumption},
+    domain::{Error, access_request::AccessRequest, account::Account, assumption::Assumption},
     storage::{from_us, to_us},
 };
 
@@ -34,6 +34,11 @@ pub struct View {
     pub(super) open: HashMap<String, Vec<Assumption>>,
     /// Announced assumptions by id (`None`: no such assumption).
     pub(super) assumptions: HashMap<String, Option<Assumption>>,
+    /// Announced access requests by id, and the open ones of accounts announced with theirs
+    /// (`None`: no such request).
+    pub(super) requests: HashMap<String, Option<AccessRequest>>,
+    /// Ids of the stored open requests of accounts announced with theirs.
+    pub(super) open_requests: HashMap<String, Vec<String>>,
     /// Announced responses (`None`: none stored).
     pub(super) responses: HashMap<(String, String), Option<StoredResponse>>,
     /// The tree's state, when announced.
@@ -58,6 +63,21 @@ impl View {
         }
         for id in &keys.assumptions {
             view.assumptions.insert(id.clone(), None);
+        }
+        for id in &keys.access_requests {
+            view.requests.insert(id.clone(), None);
+        }
+        for id in &keys.open_requests {
+            view.open_requests.insert(id.clone(), Vec::new());
+        }
+        for r in loaded.access_requests {
+            if r.status.is_open()
+                && let Some(ids) = view.open_requests.get_mut(&r.account_id)
+                && !ids.contains(&r.access_request_id)
+            {
+                ids.push(r.access_request_id.clone());
+            }
+            view.requests.insert(r.access_request_id.clone(), Some(r));
         }
         for key in &keys.responses {
             view.responses.insert(key.clone(), None);
@@ -108,8 +128,7 @@ impl View {
         for (id, head) in &changes.heads {
             self.heads.insert(id.clone(), head.clone());
         }
-        for row in &changes.new_assumptions {
-            let a = &row.assumption;
+        for a in &changes.new_assumptions {
             if let Some(open) = self.open.get_mut(&a.account_id) {
                 open.push(a.clone());
             }
@@ -126,6 +145,15 @@ impl View {
             if let Some(slot) = self.assumptions.get_mut(&a.assumption_id) {
                 *slot = Some(a.clone());
             }
+        }
+        for r in &changes.access_requests {
+            if let Some(ids) = self.open_requests.get_mut(&r.account_id)
+                && !ids.contains(&r.access_request_id)
+            {
+                ids.push(r.access_request_id.clone());
+            }
+            self.requests
+                .insert(r.access_request_id.clone(), Some(r.clone()));
         }
         for r in &changes.responses {
             self.responses.insert(

@@ -101,6 +101,8 @@ impl Run {
                         && m.in_force(now)
                         && m.expire.is_none_or(|end| a.expire_time <= end)
                 }
+                // The model takes no requests: none can be granted on one.
+                Basis::AccessRequest => false,
             };
             prop_assert!(grounded, "active without a basis: {:?} on {:?}", a, m);
         }

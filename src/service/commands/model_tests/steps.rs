@@ -279,6 +279,7 @@ impl Run {
                     reason: EmergencyReason::PreventSeriousHarm,
                     justification: "the customer's console is down for everyone".into(),
                 }),
+                access_request_id: None,
             },
             principal: "support-console".into(),
             request_id: None,

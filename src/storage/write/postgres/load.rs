@@ -9,9 +9,9 @@ use sea_orm::{
 };
 
 use crate::{
-    domain::{Error, assumption::Basis},
+    domain::{Error, access_request::RequestState, assumption::Basis},
     storage::{
-        entities::{assumption, audit_chain_head, idempotency_record},
+        entities::{access_request, assumption, audit_chain_head, idempotency_record},
         grants::{AccountGrantRow, JOINED_SELECT},
         to_us,
         write::{
@@ -114,6 +114,31 @@ pub(super) async fn load(
         .await?;
         for m in rows {
             loaded.open_assumptions.push(columns::assumption(m)?);
+        }
+    }
+    if !keys.access_requests.is_empty() {
+        let found = access_request::Entity::find()
+            .filter(
+                access_request::Column::AccessRequestId.is_in(keys.access_requests.iter().cloned()),
+            )
+            .all(txn)
+            .await?;
+        for m in found {
+            loaded.access_requests.push(columns::access_request(m)?);
+        }
+    }
+    if !keys.open_requests.is_empty() {
+        // Stored open, lapsed or not: the commands evaluate them at their `now`.
+        let found = access_request::Entity::find()
+            .filter(access_request::Column::AccountId.is_in(keys.open_requests.iter().cloned()))
+            .filter(access_request::Column::Status.is_in([
+                RequestState::Pending.as_str(),
+                RequestState::Approved.as_str(),
+            ]))
+            .all(txn)
+            .await?;
+        for m in found {
+            loaded.access_requests.push(columns::access_request(m)?);
         }
     }
     let mut scopes: HashMap<&str, Vec<&str>> = HashMap::new();

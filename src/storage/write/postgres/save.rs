@@ -15,7 +15,8 @@ use crate::{
     domain::Error,
     storage::{
         entities::{
-            access_grant, account, assumption, audit_chain_head, audit_event, idempotency_record,
+            access_grant, access_request, account, assumption, audit_chain_head, audit_event,
+            idempotency_record,
         },
         to_us,
         write::{columns, rows::Changes},
@@ -93,6 +94,10 @@ pub(super) async fn save(txn: &DatabaseTransaction, changes: &Changes) -> Result
                 update_user_id: Set(m.update_user_id),
                 version: Set(m.version),
                 expiry_recorded_us: Set(m.expiry_recorded_us),
+                requests_enabled: Set(m.requests_enabled),
+                required_approvals: Set(m.required_approvals),
+                max_request_duration_us: Set(m.max_request_duration_us),
+                policy_version: Set(m.policy_version),
             }
         })
         .collect();
@@ -109,6 +114,10 @@ pub(super) async fn save(txn: &DatabaseTransaction, changes: &Changes) -> Result
                         access_grant::Column::UpdateUserId,
                         access_grant::Column::Version,
                         access_grant::Column::ExpiryRecordedUs,
+                        access_grant::Column::RequestsEnabled,
+                        access_grant::Column::RequiredApprovals,
+                        access_grant::Column::MaxRequestDurationUs,
+                        access_grant::Column::PolicyVersion,
                     ])
                     .to_owned(),
             )
@@ -118,8 +127,8 @@ pub(super) async fn save(txn: &DatabaseTransaction, changes: &Changes) -> Result
     let new_assumptions: Vec<assumption::ActiveModel> = changes
         .new_assumptions
         .iter()
-        .map(|row| {
-            let m = columns::assumption_model(row);
+        .map(|a| {
+            let m = columns::assumption_model(a);
             assumption::ActiveModel {
                 assumption_id: Set(m.assumption_id),
                 account_id: Set(m.account_id),
@@ -130,6 +139,7 @@ pub(super) async fn save(txn: &DatabaseTransaction, changes: &Changes) -> Result
                 expire_time_us: Set(m.expire_time_us),
                 end_time_us: Set(m.end_time_us),
                 end_reason: Set(m.end_reason),
+                access_request_id: Set(m.access_request_id),
             }
         })
         .collect();
@@ -169,6 +179,7 @@ pub(super) async fn save(txn: &DatabaseTransaction, changes: &Changes) -> Result
             ));
         }
     }
+    save_access_requests(txn, changes).await?;
     let events: Vec<audit_event::ActiveModel> = changes
         .events
         .iter()
@@ -237,6 +248,64 @@ pub(super) async fn save(txn: &DatabaseTransaction, changes: &Changes) -> Result
         idempotency_record::Entity::delete_many()
             .filter(idempotency_record::Column::CreateTimeUs.lt(cutoff))
             .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Inserts or replaces the batch's access requests (one final row per id, so no chunk
+/// names an id twice, which `ON CONFLICT DO UPDATE` would refuse).
+async fn save_access_requests(txn: &DatabaseTransaction, changes: &Changes) -> Result<(), Error> {
+    use access_request::Column as C;
+    let rows: Vec<access_request::ActiveModel> = changes
+        .access_requests
+        .iter()
+        .map(|r| {
+            let m = columns::access_request_model(r);
+            access_request::ActiveModel {
+                access_request_id: Set(m.access_request_id),
+                account_id: Set(m.account_id),
+                staff_id: Set(m.staff_id),
+                ticket_id: Set(m.ticket_id),
+                reason: Set(m.reason),
+                reason_detail: Set(m.reason_detail),
+                requested_duration_us: Set(m.requested_duration_us),
+                status: Set(m.status),
+                reviews_json: Set(m.reviews_json),
+                required_approvals: Set(m.required_approvals),
+                create_time_us: Set(m.create_time_us),
+                request_expire_time_us: Set(m.request_expire_time_us),
+                approve_time_us: Set(m.approve_time_us),
+                expire_time_us: Set(m.expire_time_us),
+                update_time_us: Set(m.update_time_us),
+                version: Set(m.version),
+            }
+        })
+        .collect();
+    for chunk in chunked(rows) {
+        access_request::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::column(C::AccessRequestId)
+                    .update_columns([
+                        C::AccountId,
+                        C::StaffId,
+                        C::TicketId,
+                        C::Reason,
+                        C::ReasonDetail,
+                        C::RequestedDurationUs,
+                        C::Status,
+                        C::ReviewsJson,
+                        C::RequiredApprovals,
+                        C::CreateTimeUs,
+                        C::RequestExpireTimeUs,
+                        C::ApproveTimeUs,
+                        C::ExpireTimeUs,
+                        C::UpdateTimeUs,
+                        C::Version,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
             .await?;
     }
     Ok(())

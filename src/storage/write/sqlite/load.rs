@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    domain::{Error, assumption::Basis},
+    domain::{Error, access_request::RequestState, assumption::Basis},
     storage::{
-        entities::{access_grant, account, assumption},
+        entities::{access_grant, access_request, account, assumption},
         grants::JOINED_SELECT,
         to_us,
         write::{
@@ -18,7 +18,33 @@ use crate::{
 };
 
 const ASSUMPTION_COLUMNS: &str = "assumption_id, account_id, staff_id, ticket_id, basis, \
-     start_time_us, expire_time_us, end_time_us, end_reason";
+     start_time_us, expire_time_us, end_time_us, end_reason, access_request_id";
+
+const REQUEST_COLUMNS: &str = "access_request_id, account_id, staff_id, ticket_id, reason, \
+     reason_detail, requested_duration_us, status, reviews_json, required_approvals, \
+     create_time_us, request_expire_time_us, approve_time_us, expire_time_us, update_time_us, \
+     version";
+
+fn request_model(r: &Row<'_>) -> rusqlite::Result<access_request::Model> {
+    Ok(access_request::Model {
+        access_request_id: r.get(0)?,
+        account_id: r.get(1)?,
+        staff_id: r.get(2)?,
+        ticket_id: r.get(3)?,
+        reason: r.get(4)?,
+        reason_detail: r.get(5)?,
+        requested_duration_us: r.get(6)?,
+        status: r.get(7)?,
+        reviews_json: r.get(8)?,
+        required_approvals: r.get(9)?,
+        create_time_us: r.get(10)?,
+        request_expire_time_us: r.get(11)?,
+        approve_time_us: r.get(12)?,
+        expire_time_us: r.get(13)?,
+        update_time_us: r.get(14)?,
+        version: r.get(15)?,
+    })
+}
 
 fn assumption_model(r: &Row<'_>) -> rusqlite::Result<assumption::Model> {
     Ok(assumption::Model {
@@ -31,6 +57,7 @@ fn assumption_model(r: &Row<'_>) -> rusqlite::Result<assumption::Model> {
         expire_time_us: r.get(6)?,
         end_time_us: r.get(7)?,
         end_reason: r.get(8)?,
+        access_request_id: r.get(9)?,
     })
 }
 
@@ -55,6 +82,10 @@ fn account_models(r: &Row<'_>) -> rusqlite::Result<(account::Model, access_grant
             update_user_id: r.get(10)?,
             version: r.get(11)?,
             expiry_recorded_us: r.get(12)?,
+            requests_enabled: r.get(13)?,
+            required_approvals: r.get(14)?,
+            max_request_duration_us: r.get(15)?,
+            policy_version: r.get(16)?,
         },
     ))
 }
@@ -119,6 +150,36 @@ pub(super) fn load(conn: &Connection, keys: &Keys, now: DateTime<Utc>) -> Result
             )?;
             for m in rows {
                 loaded.open_assumptions.push(columns::assumption(m?)?);
+            }
+        }
+    }
+    if !keys.access_requests.is_empty() {
+        let mut by_id = conn.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE access_request_id = ?1"
+        ))?;
+        for id in &keys.access_requests {
+            if let Some(m) = by_id.query_row(params![id], request_model).optional()? {
+                loaded.access_requests.push(columns::access_request(m)?);
+            }
+        }
+    }
+    if !keys.open_requests.is_empty() {
+        // Stored open, lapsed or not: the command evaluates them at its `now`.
+        let mut open = conn.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests \
+             WHERE account_id = ?1 AND status IN (?2, ?3)"
+        ))?;
+        for id in &keys.open_requests {
+            let rows = open.query_map(
+                params![
+                    id,
+                    RequestState::Pending.as_str(),
+                    RequestState::Approved.as_str()
+                ],
+                request_model,
+            )?;
+            for m in rows {
+                loaded.access_requests.push(columns::access_request(m?)?);
             }
         }
     }

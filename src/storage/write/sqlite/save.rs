@@ -35,12 +35,18 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
     if !changes.grants.is_empty() {
         let mut upsert = conn.prepare_cached(
             "INSERT INTO access_grants (account_id, enabled, duration, enable_time_us, \
-             expire_time_us, update_time_us, update_user_id, version, expiry_recorded_us) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (account_id) DO UPDATE \
+             expire_time_us, update_time_us, update_user_id, version, expiry_recorded_us, \
+             requests_enabled, required_approvals, max_request_duration_us, policy_version) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (account_id) DO UPDATE \
              SET enabled = excluded.enabled, duration = excluded.duration, \
              enable_time_us = excluded.enable_time_us, expire_time_us = excluded.expire_time_us, \
              update_time_us = excluded.update_time_us, update_user_id = excluded.update_user_id, \
-             version = excluded.version, expiry_recorded_us = excluded.expiry_recorded_us",
+             version = excluded.version, expiry_recorded_us = excluded.expiry_recorded_us, \
+             requests_enabled = excluded.requests_enabled, \
+             required_approvals = excluded.required_approvals, \
+             max_request_duration_us = excluded.max_request_duration_us, \
+             policy_version = excluded.policy_version",
         )?;
         for (id, g) in &changes.grants {
             let m = columns::grant_model(id, g);
@@ -53,18 +59,22 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
                 m.update_time_us,
                 m.update_user_id,
                 m.version,
-                m.expiry_recorded_us
+                m.expiry_recorded_us,
+                m.requests_enabled,
+                m.required_approvals,
+                m.max_request_duration_us,
+                m.policy_version
             ])?;
         }
     }
     if !changes.new_assumptions.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO assumptions (assumption_id, account_id, staff_id, ticket_id, basis, \
-             start_time_us, expire_time_us, end_time_us, end_reason) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             start_time_us, expire_time_us, end_time_us, end_reason, access_request_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
-        for row in &changes.new_assumptions {
-            let m = columns::assumption_model(row);
+        for a in &changes.new_assumptions {
+            let m = columns::assumption_model(a);
             insert.execute(params![
                 m.assumption_id,
                 m.account_id,
@@ -74,7 +84,8 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
                 m.start_time_us,
                 m.expire_time_us,
                 m.end_time_us,
-                m.end_reason
+                m.end_reason,
+                m.access_request_id
             ])?;
         }
     }
@@ -96,6 +107,46 @@ pub(super) fn save(conn: &Connection, changes: &Changes) -> Result<(), Error> {
                     a.assumption_id
                 )));
             }
+        }
+    }
+    if !changes.access_requests.is_empty() {
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO access_requests (access_request_id, account_id, staff_id, ticket_id, \
+             reason, reason_detail, requested_duration_us, status, reviews_json, \
+             required_approvals, create_time_us, request_expire_time_us, approve_time_us, \
+             expire_time_us, update_time_us, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+             ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (access_request_id) DO UPDATE \
+             SET account_id = excluded.account_id, staff_id = excluded.staff_id, \
+             ticket_id = excluded.ticket_id, reason = excluded.reason, \
+             reason_detail = excluded.reason_detail, \
+             requested_duration_us = excluded.requested_duration_us, status = excluded.status, \
+             reviews_json = excluded.reviews_json, \
+             required_approvals = excluded.required_approvals, \
+             create_time_us = excluded.create_time_us, \
+             request_expire_time_us = excluded.request_expire_time_us, \
+             approve_time_us = excluded.approve_time_us, expire_time_us = excluded.expire_time_us, \
+             update_time_us = excluded.update_time_us, version = excluded.version",
+        )?;
+        for r in &changes.access_requests {
+            let m = columns::access_request_model(r);
+            upsert.execute(params![
+                m.access_request_id,
+                m.account_id,
+                m.staff_id,
+                m.ticket_id,
+                m.reason,
+                m.reason_detail,
+                m.requested_duration_us,
+                m.status,
+                m.reviews_json,
+                m.required_approvals,
+                m.create_time_us,
+                m.request_expire_time_us,
+                m.approve_time_us,
+                m.expire_time_us,
+                m.update_time_us,
+                m.version
+            ])?;
         }
     }
     if !changes.events.is_empty() {

@@ -44,7 +44,7 @@ pub(crate) struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "health,get,batch_get,allow,deny,mixed"
+        default_value = "health,get,batch_get,allow,request_allow,deny,mixed"
     )]
     pub(crate) scenarios: Vec<Scenario>,
     /// Open loop at this many requests/s in total (default: closed loop).
@@ -115,6 +115,9 @@ pub(crate) enum Scenario {
     BatchGet,
     /// `AuthorizeAssumption` on an allow-set account, expecting ALLOW.
     Allow,
+    /// `AuthorizeAssumption` on a deny-set account (grant off) naming its approved access
+    /// request, expecting ALLOW (`BASIS_ACCESS_REQUEST`).
+    RequestAllow,
     /// `AuthorizeAssumption` on a deny-set account, expecting DENY.
     Deny,
     /// 70% get, 10% batch_get, 15% allow, 5% deny.
@@ -134,6 +137,7 @@ impl Scenario {
             Self::Get => "get",
             Self::BatchGet => "batch_get",
             Self::Allow => "allow",
+            Self::RequestAllow => "request_allow",
             Self::Deny => "deny",
             Self::Mixed => "mixed",
             Self::List => "list",
@@ -148,6 +152,7 @@ impl Scenario {
             Self::Get => Op::Get,
             Self::BatchGet => Op::BatchGet,
             Self::Allow => Op::Allow,
+            Self::RequestAllow => Op::RequestAllow,
             Self::Deny => Op::Deny,
             Self::List => Op::List,
             Self::Proof => match rng.below(2) {
@@ -175,6 +180,8 @@ pub(crate) enum Op {
     BatchGet,
     /// Assumption on an allow-set account.
     Allow,
+    /// Assumption on a deny-set account, through its approved request.
+    RequestAllow,
     /// Assumption on a deny-set account.
     Deny,
     /// First page of an audit log.

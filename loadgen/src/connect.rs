@@ -3,6 +3,7 @@
 
 use accessgrant::proto::v1::{
     access_grant_service_client::AccessGrantServiceClient,
+    access_request_service_client::AccessRequestServiceClient,
     account_service_client::AccountServiceClient, audit_service_client::AuditServiceClient,
     support_access_service_client::SupportAccessServiceClient,
 };
@@ -65,6 +66,8 @@ pub(crate) struct Clients {
     pub(crate) support: SupportAccessServiceClient<Svc>,
     /// `accessgrant.v1.AuditService`.
     pub(crate) audit: AuditServiceClient<Svc>,
+    /// `accessgrant.v1.AccessRequestService`.
+    pub(crate) requests: AccessRequestServiceClient<Svc>,
 }
 
 impl Clients {
@@ -75,7 +78,8 @@ impl Clients {
             accounts: AccountServiceClient::with_interceptor(channel.clone(), auth.clone()),
             grants: AccessGrantServiceClient::with_interceptor(channel.clone(), auth.clone()),
             support: SupportAccessServiceClient::with_interceptor(channel.clone(), auth.clone()),
-            audit: AuditServiceClient::with_interceptor(channel, auth.clone()),
+            audit: AuditServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            requests: AccessRequestServiceClient::with_interceptor(channel, auth.clone()),
         }
     }
 }

@@ -27,10 +27,10 @@ use clap::Parser;
 use uuid::Uuid;
 
 use crate::{
-    args::Args,
+    args::{Args, Scenario},
     connect::{Auth, connect},
     report::{Parameters, Report, print_table, set_ratios, write_json},
-    seed::seed,
+    seed::{seed, seed_requests},
     workload::{Accounts, cpu_time, run_scenario},
 };
 
@@ -51,13 +51,17 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let auth = Auth::new(args.token.as_deref())?;
     let clients = connect(&args, &auth).await?;
-    let accounts = Arc::new(Accounts {
+    let mut accounts = Accounts {
         list_account: args.list_account.clone(),
         list_window: args.list_window,
         proof_events: args.proof_events,
         ..Accounts::new(&run_id, args.accounts)
-    });
+    };
     let seeding = seed(&clients, &accounts).await?;
+    if args.scenarios.contains(&Scenario::RequestAllow) {
+        accounts.requests = seed_requests(&clients, &accounts).await?;
+    }
+    let accounts = Arc::new(accounts);
     println!(
         "seeded {} accounts ({} allow, {} deny) in {:.2}s ({:.0} accounts/s)",
         accounts.ids.len(),

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use accessgrant::proto::v1::{
-    AccessDuration, AccountPlan, Actor, EnableAccessGrantRequest, Product, ProductRole, Role,
+    AccessDuration, AccessReason, AccountPlan, Actor, ApproveAccessRequestRequest,
+    CreateAccessRequestRequest, EnableAccessGrantRequest, Product, ProductRole, Role,
     UpsertAccountRequest,
 };
 use futures::stream::{self, StreamExt};
@@ -14,7 +15,7 @@ use tonic::{Code, Status};
 use crate::{
     BoxError,
     connect::{Clients, code_name},
-    workload::{Accounts, LOADGEN_USER},
+    workload::{Accounts, LOADGEN_TICKET, LOADGEN_USER},
 };
 
 /// Seeding requests in flight at once.
@@ -123,4 +124,69 @@ pub(crate) async fn seed(clients: &[Clients], accounts: &Accounts) -> Result<Dur
         .into());
     }
     Ok(started.elapsed())
+}
+
+/// For the `request_allow` scenario: one access request per deny-set account (grant off),
+/// created by the generator as support staff and approved by its admin (the default policy
+/// needs one approval), so each later `AuthorizeAssumption` naming it is allowed.
+pub(crate) async fn seed_requests(
+    clients: &[Clients],
+    accounts: &Accounts,
+) -> Result<Vec<(String, String)>, BoxError> {
+    let results: Vec<Result<(String, String), String>> =
+        stream::iter(accounts.deny().iter().enumerate())
+            .map(|(n, id)| {
+                let conn = &clients[n % clients.len()];
+                async move {
+                    approved_request(conn, id)
+                        .await
+                        .map(|rid| (id.clone(), rid))
+                        .map_err(|s| format!("{id}: {} {}", code_name(s.code()), s.message()))
+                }
+            })
+            .buffer_unordered(SEED_IN_FLIGHT)
+            .collect()
+            .await;
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| format!("seeding access requests failed; first: {e}").into())
+}
+
+/// Creates and approves one request on `account_id`; its id.
+async fn approved_request(clients: &Clients, account_id: &str) -> Result<String, Status> {
+    let create = CreateAccessRequestRequest {
+        account_id: account_id.into(),
+        staff_id: LOADGEN_USER.into(),
+        ticket_id: LOADGEN_TICKET.into(),
+        reason: AccessReason::Other.into(),
+        requested_duration: Some(prost_types::Duration {
+            seconds: 8 * 3600,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let created = with_retry(|| {
+        let mut client = clients.requests.clone();
+        let request = create.clone();
+        async move { client.create_access_request(request).await }
+    })
+    .await?;
+    let id = created
+        .into_inner()
+        .access_request
+        .map(|r| r.access_request_id)
+        .unwrap_or_default();
+    let approve = ApproveAccessRequestRequest {
+        access_request_id: id.clone(),
+        actor: Some(loadgen_admin()),
+        ..Default::default()
+    };
+    with_retry(|| {
+        let mut client = clients.requests.clone();
+        let request = approve.clone();
+        async move { client.approve_access_request(request).await }
+    })
+    .await?;
+    Ok(id)
 }

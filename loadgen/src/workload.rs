@@ -39,7 +39,7 @@ const CLOCK_TICKS_PER_SEC: u64 = 100;
 pub(crate) const LOADGEN_USER: &str = "loadgen";
 
 /// Ticket id sent with every assumption request.
-const LOADGEN_TICKET: &str = "LG-1";
+pub(crate) const LOADGEN_TICKET: &str = "LG-1";
 
 /// SplitMix64: fast and good enough to pick accounts; not for anything secret.
 #[derive(Debug)]
@@ -84,6 +84,9 @@ pub(crate) struct Accounts {
     pub(crate) list_window: Option<Duration>,
     /// How many `growth-K` events the `proof` scenario picks from.
     pub(crate) proof_events: usize,
+    /// `(account, approved access request)` of each deny-set account, when the
+    /// `request_allow` scenario runs.
+    pub(crate) requests: Vec<(String, String)>,
 }
 
 impl Accounts {
@@ -95,6 +98,7 @@ impl Accounts {
             list_account: None,
             list_window: None,
             proof_events: 0,
+            requests: Vec::new(),
         }
     }
 
@@ -130,6 +134,7 @@ impl Worker {
             Op::Get => self.get().await,
             Op::BatchGet => self.batch_get().await,
             Op::Allow => self.authorize(Decision::Allow).await,
+            Op::RequestAllow => self.authorize_on_request().await,
             Op::Deny => self.authorize(Decision::Deny).await,
             Op::List => self.list().await,
             Op::Inclusion => self.inclusion().await,
@@ -232,6 +237,29 @@ impl Worker {
         };
         match self.clients.support.authorize_assumption(request).await {
             Ok(r) if r.get_ref().decision() == expected => Outcome::Ok,
+            Ok(_) => Outcome::Failed("WRONG_DECISION"),
+            Err(status) => Outcome::Failed(code_name(status.code())),
+        }
+    }
+
+    /// AuthorizeAssumption naming a random seeded approved request; anything but ALLOW is an
+    /// error.
+    async fn authorize_on_request(&mut self) -> Outcome {
+        if self.accounts.requests.is_empty() {
+            return Outcome::Failed("NO_REQUESTS_SEEDED");
+        }
+        let (account_id, access_request_id) =
+            self.accounts.requests[self.rng.below(self.accounts.requests.len())].clone();
+        let request = AuthorizeAssumptionRequest {
+            account_id,
+            staff_id: LOADGEN_USER.into(),
+            ticket_id: LOADGEN_TICKET.into(),
+            reason: AccessReason::Other.into(),
+            access_request_id,
+            ..Default::default()
+        };
+        match self.clients.support.authorize_assumption(request).await {
+            Ok(r) if r.get_ref().decision() == Decision::Allow => Outcome::Ok,
             Ok(_) => Outcome::Failed("WRONG_DECISION"),
             Err(status) => Outcome::Failed(code_name(status.code())),
         }

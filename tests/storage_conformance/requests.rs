@@ -305,3 +305,44 @@ async fn an_assumption_with_an_access_request_round_trips() {
         Some(ended)
     );
 }
+
+/// The access requests migration can be undone and redone on a database with rows: `down`
+/// drops the table and the added columns (SQLite: one `DROP COLUMN` each, after the index
+/// naming one), and `up` gives existing grants the default policy.
+#[tokio::test]
+async fn the_access_requests_migration_is_reversible() {
+    use accessgrant::storage::migrations::Migrator;
+    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm_migration::MigratorTrait;
+
+    let mut db = Db::fresh().await;
+    let now = t0();
+    let (changes, _) = full_changes("acme", now);
+    db.commit(&changes).await;
+    let conn = db.store.reader();
+    let grant_columns = || async {
+        conn.query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT * FROM access_grants",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .column_names()
+        .len()
+    };
+    let with_policy = grant_columns().await;
+    Migrator::down(conn, Some(1)).await.unwrap();
+    assert_eq!(grant_columns().await, with_policy - 4);
+    let gone = conn
+        .execute_unprepared("SELECT COUNT(*) FROM access_requests")
+        .await;
+    assert!(gone.is_err(), "the table is dropped");
+    Migrator::up(conn, None).await.unwrap();
+    assert_eq!(grant_columns().await, with_policy);
+    let mut keys = Keys::default();
+    keys.account("acme");
+    let loaded = db.load(&keys, now).await;
+    assert_eq!(loaded.accounts[0].1.record.policy, AccessPolicy::default());
+    assert_eq!(loaded.accounts[0].1, changes.grants[0].1);
+}

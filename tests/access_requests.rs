@@ -1382,13 +1382,76 @@ async fn request_id_replays_return_the_first_answer() {
     );
 }
 
-/// The race between using a request and revoking it: many `AuthorizeAssumption` calls run on an
-/// approved request while a customer admin revokes it. Every ALLOW's event precedes the
-/// revocation's in the account's log and every DENY's follows it; every assumption allowed
-/// reads REVOKED afterwards and is named by the revocation; no call sent after the revoke was
-/// acknowledged is allowed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_allow_on_a_request_after_its_revocation() {
+/// What takes an approved request away in [`authorize_race`].
+#[derive(Clone, Copy, Debug)]
+enum Closer {
+    /// `RevokeAccessRequest` by a customer admin.
+    Revoke,
+    /// `CancelAccessRequest` by support.
+    Cancel,
+    /// `DisableAccessGrant` (the grant itself is off all along).
+    Disable,
+    /// `DeleteAccount`.
+    Delete,
+}
+
+impl Closer {
+    /// The kinds of the events the closing call writes.
+    fn kinds(self) -> &'static [EventKind] {
+        match self {
+            Closer::Revoke => &[EventKind::AccessRequestRevoked],
+            Closer::Cancel => &[EventKind::AccessRequestCancelled],
+            Closer::Disable => &[EventKind::GrantDisabled, EventKind::AccessRequestRevoked],
+            Closer::Delete => &[EventKind::AccessRequestRevoked, EventKind::AccountDeleted],
+        }
+    }
+
+    /// The request's state once closed.
+    fn state(self) -> R {
+        match self {
+            Closer::Cancel => R::Cancelled,
+            _ => R::Revoked,
+        }
+    }
+
+    /// Why decisions after the close are denied.
+    fn deny_reason(self) -> pb::DenyReason {
+        match self {
+            Closer::Delete => pb::DenyReason::AccountNotFound,
+            _ => pb::DenyReason::AccessRequestNotApproved,
+        }
+    }
+
+    async fn close(self, s: &TestServer, account: &str, id: &str) {
+        match self {
+            Closer::Revoke => {
+                s.revoke_request(id, admin("ada")).await.unwrap();
+            }
+            Closer::Cancel => {
+                s.cancel_request(id).await.unwrap();
+            }
+            Closer::Disable => {
+                s.disable(account).await.unwrap();
+            }
+            Closer::Delete => {
+                s.accounts()
+                    .delete_account(pb::DeleteAccountRequest {
+                        account_id: account.into(),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// The race between using a request and taking it away: eight clients keep calling
+/// `AuthorizeAssumption` on an approved request while `closer` ends it. Every ALLOW's event
+/// precedes the closing events in the account's log and every DENY's follows them; every
+/// assumption allowed reads REVOKED afterwards and is named by the closing events; no call
+/// sent after the close was acknowledged is allowed.
+async fn authorize_race(closer: Closer) {
     let s = spawn_server().await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
     let id = s
@@ -1402,7 +1465,7 @@ async fn no_allow_on_a_request_after_its_revocation() {
         let acked = acked.clone();
         let id = id.clone();
         workers.push(tokio::spawn(async move {
-            // (sent after the ack, decision, assumption id, audit event id)
+            // (sent after the ack, decision, deny reason, assumption id, audit event id)
             let mut seen = Vec::new();
             let mut after_ack = 0;
             for _ in 0..400 {
@@ -1429,7 +1492,7 @@ async fn no_allow_on_a_request_after_its_revocation() {
             seen
         }));
     }
-    // Let some calls through before revoking.
+    // Let some calls through before closing.
     for _ in 0..200 {
         if s.events_of_kind("acme", EventKind::AssumptionAllowed)
             .await
@@ -1440,9 +1503,9 @@ async fn no_allow_on_a_request_after_its_revocation() {
         }
         tokio::time::sleep(StdDuration::from_millis(5)).await;
     }
-    let revoked = s.revoke_request(&id, admin("ada")).await.unwrap();
+    closer.close(&s, "acme", &id).await;
     acked.store(true, Ordering::SeqCst);
-    assert_eq!(revoked.state(), R::Revoked);
+    assert_eq!(s.access_request(&id).await.state(), closer.state());
     let mut results = Vec::new();
     for w in workers {
         results.extend(w.await.unwrap());
@@ -1452,12 +1515,21 @@ async fn no_allow_on_a_request_after_its_revocation() {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.sequence, i as i64 + 1, "gap-free sequence");
     }
-    let revocations: Vec<_> = events
+    let closing: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == EventKind::AccessRequestRevoked)
+        .filter(|e| closer.kinds().contains(&e.kind))
         .collect();
-    assert_eq!(revocations.len(), 1);
-    let revoke_seq = revocations[0].sequence;
+    assert_eq!(
+        closing.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        closer.kinds(),
+        "{closer:?}"
+    );
+    let (first, last) = (closing[0].sequence, closing[closing.len() - 1].sequence);
+    assert_eq!(
+        last - first + 1,
+        closing.len() as i64,
+        "one transaction's events are contiguous"
+    );
     let seq_of: HashMap<&str, i64> = events
         .iter()
         .map(|e| (e.event_id.as_str(), e.sequence))
@@ -1474,41 +1546,53 @@ async fn no_allow_on_a_request_after_its_revocation() {
                 allows += 1;
                 assert!(
                     !sent_after_ack,
-                    "ALLOW for a call sent after the revoke was acknowledged"
+                    "{closer:?}: ALLOW for a call sent after the close was acknowledged"
                 );
                 assert!(
-                    seq < revoke_seq,
-                    "ALLOW at {seq} after the revocation at {revoke_seq}"
+                    seq < first,
+                    "{closer:?}: ALLOW at {seq} after the close at {first}"
                 );
                 allowed.insert(assumption.clone().unwrap());
             }
             pb::Decision::Deny => {
                 denies += 1;
-                assert_eq!(*deny_reason, pb::DenyReason::AccessRequestNotApproved);
+                assert_eq!(*deny_reason, closer.deny_reason(), "{closer:?}");
                 assert!(
-                    seq > revoke_seq,
-                    "DENY at {seq} before the revocation at {revoke_seq}"
+                    seq > last,
+                    "{closer:?}: DENY at {seq} before the close at {last}"
                 );
             }
             other => panic!("unexpected decision {other:?}"),
         }
     }
+    eprintln!(
+        "{closer:?}: allowed {allows}, denied {denies}, sent after the close's ack {sent_after}"
+    );
     assert!(
         allows > 0,
-        "some calls must have been allowed before the revocation"
+        "some calls must have been allowed before the close"
     );
     assert!(
         denies > 0 && sent_after > 0,
-        "some calls must follow the revocation"
+        "some calls must follow the close"
     );
     for a in &allowed {
-        assert_eq!(s.assumption(a).await.state(), A::Revoked, "{a}");
+        assert_eq!(s.assumption(a).await.state(), A::Revoked, "{closer:?}: {a}");
     }
-    let named: BTreeSet<String> =
-        serde_json::from_value(detail(revocations[0])["revoked_assumption_ids"].clone()).unwrap();
+    let mut named = BTreeSet::new();
+    for e in &closing {
+        if let Some(ids) = detail(e)["revoked_assumption_ids"].as_array() {
+            for i in ids {
+                assert!(
+                    named.insert(i.as_str().unwrap().to_owned()),
+                    "{closer:?}: {i} named twice"
+                );
+            }
+        }
+    }
     assert_eq!(
         named, allowed,
-        "the revocation names exactly the assumptions it ended"
+        "{closer:?}: the closing events name exactly the assumptions it ended"
     );
     let store = accessgrant::storage::Store::connect(&s.database_url)
         .await
@@ -1517,6 +1601,30 @@ async fn no_allow_on_a_request_after_its_revocation() {
         .await
         .unwrap();
     assert!(v.intact());
+}
+
+/// [`authorize_race`] against `RevokeAccessRequest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_allow_on_a_request_after_its_revocation() {
+    authorize_race(Closer::Revoke).await;
+}
+
+/// [`authorize_race`] against `CancelAccessRequest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_allow_on_a_request_after_its_cancellation() {
+    authorize_race(Closer::Cancel).await;
+}
+
+/// [`authorize_race`] against `DisableAccessGrant` on a grant that is off all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_allow_on_a_request_after_a_disable() {
+    authorize_race(Closer::Disable).await;
+}
+
+/// [`authorize_race`] against `DeleteAccount`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_allow_on_a_request_after_the_account_is_deleted() {
+    authorize_race(Closer::Delete).await;
 }
 
 /// The race between approving and disabling: whichever commits first, a request is never
@@ -1551,8 +1659,11 @@ async fn no_request_stays_approved_after_a_racing_disable() {
                 })
             })
             .collect();
-        if round % 2 == 1 {
-            tokio::task::yield_now().await;
+        // Vary who tends to win: disable at once, or give the approvals a head start.
+        match round % 3 {
+            0 => {}
+            1 => tokio::time::sleep(StdDuration::from_millis(1)).await,
+            _ => tokio::time::sleep(StdDuration::from_millis(4)).await,
         }
         s.disable("acme").await.unwrap();
         // The disable is acknowledged: none of the requests may read APPROVED from now on.
@@ -1612,4 +1723,63 @@ async fn no_request_stays_approved_after_a_racing_disable() {
         }
     }
     assert_eq!(revoked_at.len(), 60);
+}
+
+/// The policy is the account's, not the grant's: it survives every grant change (enable,
+/// new duration, disable, the sweep recording a lapse) and the trial → paid conversion, and
+/// its etag never goes back to one issued for other values.
+#[tokio::test]
+async fn the_policy_survives_grant_changes_and_conversion() {
+    let s = spawn_server_with(|c| c.expiry_sweep_interval = FAST).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.create_account("tria", pb::AccountPlan::Trial).await;
+    let mut etags = Vec::new();
+    for account in ["acme", "tria"] {
+        etags.push(s.policy(account).await.etag);
+        s.require_approvals(account, 3).await;
+        etags.push(s.policy(account).await.etag);
+    }
+    let set = s.policy("acme").await;
+    s.enable("acme", D::OneDay).await.unwrap();
+    s.enable("acme", D::OneWeek).await.unwrap();
+    s.disable("acme").await.unwrap();
+    s.enable("acme", D::OneDay).await.unwrap();
+    s.clock.advance(Duration::days(2));
+    for _ in 0..100 {
+        if !s
+            .events_of_kind("acme", EventKind::GrantExpired)
+            .await
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(
+        s.events_of_kind("acme", EventKind::GrantExpired)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.policy("acme").await,
+        set,
+        "grant changes leave the policy alone"
+    );
+
+    // A trial account's admins may set the policy ahead of the conversion.
+    let before = s.policy("tria").await;
+    assert_eq!(before.required_approvals, 3);
+    s.create_account("tria", pb::AccountPlan::Paid).await;
+    let after = s.policy("tria").await;
+    assert_eq!(
+        after.required_approvals, 3,
+        "the conversion reset the policy the admins chose: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.etag == before.etag || !etags.contains(&after.etag),
+        "the policy etag went back to {:?}, already issued for other values",
+        after.etag
+    );
+    assert_eq!(s.pending_request("tria").await.required_approvals, 3);
 }

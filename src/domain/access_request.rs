@@ -297,7 +297,9 @@ impl PolicyUpdate {
     pub fn apply_to(&self, current: &AccessPolicy) -> Option<AccessPolicy> {
         let next = AccessPolicy {
             requests_enabled: self.requests_enabled.unwrap_or(current.requests_enabled),
-            required_approvals: self.required_approvals.unwrap_or(current.required_approvals),
+            required_approvals: self
+                .required_approvals
+                .unwrap_or(current.required_approvals),
             max_request_duration_us: self
                 .max_request_duration_us
                 .unwrap_or(current.max_request_duration_us),

@@ -59,6 +59,8 @@ impl GrantRecord {
     pub fn reset_for_paid(&self, now: DateTime<Utc>) -> Self {
         Self {
             version: self.version + 1,
+            // The admins' access policy is theirs, not the grant's: it survives conversion.
+            policy: self.policy,
             ..Self::initial(now)
         }
     }

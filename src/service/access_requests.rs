@@ -10,7 +10,9 @@ use super::{
 use crate::{
     domain::{
         Error,
-        access_request::{AccessRequestView, Closing, NewAccessRequest, RequestState, ReviewRequest},
+        access_request::{
+            AccessRequestView, Closing, NewAccessRequest, RequestState, ReviewRequest,
+        },
         grant,
         ids::AccountId,
         permission::Permission,

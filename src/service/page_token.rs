@@ -86,9 +86,15 @@ mod tests {
         let token = encode(&b, cursor.clone());
         assert_eq!(decode(&token, &b).unwrap(), cursor);
         let other = binding("requests", "acme", &["APPROVED"]);
-        assert!(matches!(decode(&token, &other), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            decode(&token, &other),
+            Err(Error::InvalidArgument(_))
+        ));
         let mut broken = token.clone();
         broken.insert(3, 'A');
-        assert!(matches!(decode(&broken, &b), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            decode(&broken, &b),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }

@@ -131,8 +131,7 @@ impl App {
     ) -> Result<AssumptionPage, Error> {
         caller.require(Permission::GrantsRead)?;
         let names: Vec<&str> = query.states.iter().map(|s| state_name(*s)).collect();
-        let binding =
-            super::page_token::binding("assumptions", query.account_id.as_str(), &names);
+        let binding = super::page_token::binding("assumptions", query.account_id.as_str(), &names);
         let after = query
             .page_token
             .as_deref()

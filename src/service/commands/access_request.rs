@@ -137,10 +137,12 @@ impl Command for Review {
         let r = &self.review;
         let found = request_of(draft, &r.access_request_id, &self.account_id)?;
         open_account(draft.account(self.account_id.as_str())?)?;
-        check_etag(r.etag.as_deref(), &found.etag())?;
+        // Not pending says more than a stale etag: nothing the caller re-reads makes it
+        // reviewable again.
         if found.state_at(now) != RequestState::Pending {
             return Err(Error::AccessRequestNotPending);
         }
+        check_etag(r.etag.as_deref(), &found.etag())?;
         if found.reviewed_by(&r.actor.user_id) {
             return Err(Error::AlreadyReviewed);
         }
@@ -167,12 +169,13 @@ impl Command for Review {
                 EventKind::AccessRequestDenied
             }
             Verdict::Approve => {
-                let approved =
-                    i64::try_from(approvals).unwrap_or(i64::MAX) >= i64::from(next.required_approvals);
+                let approved = i64::try_from(approvals).unwrap_or(i64::MAX)
+                    >= i64::from(next.required_approvals);
                 if approved {
                     next.status = RequestState::Approved;
                     next.approve_time = Some(now);
-                    next.expire_time = Some(now + Duration::microseconds(next.requested_duration_us));
+                    next.expire_time =
+                        Some(now + Duration::microseconds(next.requested_duration_us));
                     detail["expire_time"] = json!(next.expire_time.map(format_time));
                 }
                 detail["approvals"] = json!(approvals);
@@ -230,21 +233,37 @@ impl Command for Close {
         now: DateTime<Utc>,
     ) -> Result<(AccessRequestView, bool), Error> {
         let found = request_of(draft, &self.access_request_id, &self.account_id)?;
-        let (to, actor) = match &self.closing {
-            Closing::Cancel => (RequestState::Cancelled, EventActor::ServicePrincipal(self.principal.clone())),
-            Closing::Revoke { actor, etag } => {
-                check_etag(etag.as_deref(), &found.etag())?;
-                (RequestState::Revoked, EventActor::CustomerUser(actor.user_id.clone()))
-            }
-        };
+        // One already final is returned as it is, whatever etag came with it.
         if !found.state_at(now).is_open() {
             return Ok((AccessRequestView::at(found, now), false));
         }
+        let (to, actor) = match &self.closing {
+            Closing::Cancel => (
+                RequestState::Cancelled,
+                EventActor::ServicePrincipal(self.principal.clone()),
+            ),
+            Closing::Revoke { actor, etag } => {
+                check_etag(etag.as_deref(), &found.etag())?;
+                (
+                    RequestState::Revoked,
+                    EventActor::CustomerUser(actor.user_id.clone()),
+                )
+            }
+        };
         let extra = match &self.closing {
             Closing::Cancel => json!({}),
             Closing::Revoke { .. } => json!({ "cause": "REVOKED_BY_ADMIN" }),
         };
-        let closed = close(draft, found, to, actor, extra, &self.principal, self.request_id.clone(), now)?;
+        let closed = close(
+            draft,
+            found,
+            to,
+            actor,
+            extra,
+            &self.principal,
+            self.request_id.clone(),
+            now,
+        )?;
         Ok((AccessRequestView::at(closed, now), true))
     }
 }
@@ -397,12 +416,10 @@ fn close(
 
 /// The announced request, which must belong to `account_id` (the account read before the
 /// write; a mismatch means the row changed under us, which ids never do).
-fn request_of(
-    draft: &Draft<'_>,
-    id: &str,
-    account_id: &AccountId,
-) -> Result<AccessRequest, Error> {
-    let found = draft.access_request(id)?.ok_or(Error::AccessRequestNotFound)?;
+fn request_of(draft: &Draft<'_>, id: &str, account_id: &AccountId) -> Result<AccessRequest, Error> {
+    let found = draft
+        .access_request(id)?
+        .ok_or(Error::AccessRequestNotFound)?;
     if found.account_id != account_id.as_str() {
         return Err(Error::Internal(format!(
             "access request {id} moved between accounts"

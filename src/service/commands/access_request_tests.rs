@@ -14,7 +14,9 @@ use super::{
 };
 use crate::domain::{
     Error,
-    access_request::{Closing, NewAccessRequest, PolicyUpdate, RequestState, ReviewRequest, Verdict},
+    access_request::{
+        Closing, NewAccessRequest, PolicyUpdate, RequestState, ReviewRequest, Verdict,
+    },
     account::Plan,
     actor::{Actor, Product, Role},
     assumption::{
@@ -226,7 +228,10 @@ fn a_request_decides_only_for_itself_while_approved() {
     let view = allowed.allowed.unwrap();
     assert_eq!(view.assumption.basis, Basis::AccessRequest);
     assert_eq!(view.assumption.expire_time, t(3), "ends with the request");
-    assert_eq!(view.assumption.access_request_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        view.assumption.access_request_id.as_deref(),
+        Some(id.as_str())
+    );
     assert_eq!(view.assumption.ticket_id, "T-1");
     let lapsed = f.run(&authorize(Some(&id), "T-1"), t(3)).unwrap();
     assert_eq!(lapsed.denied, Some(DenyReason::AccessRequestNotApproved));
@@ -263,12 +268,19 @@ fn revoking_a_request_ends_its_assumptions() {
         .find(|a| a.assumption_id == under)
         .unwrap();
     assert_eq!(a.state_at(t(1)), AssumptionState::Revoked);
-    assert_eq!(f.last_detail("acme")["revoked_assumption_ids"], json!([under]));
+    assert_eq!(
+        f.last_detail("acme")["revoked_assumption_ids"],
+        json!([under])
+    );
     let events = f.events.len();
     let (again, closed) = f.run(&close(&id, Closing::Cancel), t(1)).unwrap();
     assert!(!closed);
     assert_eq!(again.state, RequestState::Revoked);
-    assert_eq!(f.events.len(), events, "a final request is returned as it is");
+    assert_eq!(
+        f.events.len(),
+        events,
+        "a final request is returned as it is"
+    );
     let d = f.run(&authorize(Some(&id), "T-1"), t(1)).unwrap();
     assert_eq!(d.denied, Some(DenyReason::AccessRequestNotApproved));
 }
@@ -301,8 +313,17 @@ fn disable_revokes_every_open_request() {
         assert_eq!(r.state_at(t(1)), RequestState::Revoked);
     }
     let kinds = f.kinds("acme");
-    assert_eq!(kinds.iter().filter(|k| *k == "ACCESS_REQUEST_REVOKED").count(), 2);
-    assert_eq!(kinds.last().map(String::as_str), Some("ACCESS_REQUEST_REVOKED"));
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "ACCESS_REQUEST_REVOKED")
+            .count(),
+        2
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("ACCESS_REQUEST_REVOKED")
+    );
     assert_eq!(f.last_detail("acme")["cause"], json!("GRANT_DISABLED"));
 }
 
@@ -367,7 +388,10 @@ fn an_admin_revokes_one_assumption() {
     assert_eq!(view.state, AssumptionState::Revoked);
     assert_eq!(f.last_detail("acme")["assumption_id"], json!(a));
     let events = f.events.len();
-    assert_eq!(f.run(&revoke, t(1)).unwrap().state, AssumptionState::Revoked);
+    assert_eq!(
+        f.run(&revoke, t(1)).unwrap().state,
+        AssumptionState::Revoked
+    );
     assert_eq!(f.events.len(), events);
 }
 

@@ -149,8 +149,8 @@ impl Command for Delete {
             delete_time: Some(now),
             ..account
         });
-        let revoked = revoke_open(draft, id.as_str(), None, now)?;
-        // Before the deletion event: nothing is written after it.
+        // Before the deletion event (nothing is written after it), and before the remaining
+        // assumptions, so each request's event names the assumptions made under it.
         super::access_request::revoke_open_requests(
             draft,
             id,
@@ -160,6 +160,7 @@ impl Command for Delete {
             self.request_id.as_ref(),
             now,
         )?;
+        let revoked = revoke_open(draft, id.as_str(), None, now)?;
         draft.append(
             NewEvent {
                 account_id: id.clone(),

@@ -3,9 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
-    access_request::revoke_open_requests, lapse::record_pending_lapse, open_account,
-};
+use super::{access_request::revoke_open_requests, lapse::record_pending_lapse, open_account};
 use crate::{
     audit::{EventActor, EventKind, NewEvent, canonical::format_time},
     domain::{
@@ -108,6 +106,18 @@ impl Command for Disable {
         // Disabling ends every open assumption of the account. That holds for a grant already
         // off too: an emergency assumption taken meanwhile is still open, and a customer
         // asking for "off" ends it like any other.
+        // "Everyone out" includes whoever is waiting or approved to come in. Requests first,
+        // so each request's event names the assumptions made under it; the grant's event
+        // names the rest.
+        revoke_open_requests(
+            draft,
+            id,
+            &EventActor::CustomerUser(self.cmd.actor.user_id.clone()),
+            "GRANT_DISABLED",
+            &self.principal,
+            self.request_id.as_ref(),
+            now,
+        )?;
         let revoked = revoke_open(draft, id.as_str(), None, now)?;
         let was_enabled = disabled.is_some();
         let next = disabled.unwrap_or_else(|| record.clone());
@@ -129,16 +139,6 @@ impl Command for Disable {
                 now,
             )?;
         }
-        // "Everyone out" includes whoever is waiting or approved to come in.
-        revoke_open_requests(
-            draft,
-            id,
-            &EventActor::CustomerUser(self.cmd.actor.user_id.clone()),
-            "GRANT_DISABLED",
-            &self.principal,
-            self.request_id.as_ref(),
-            now,
-        )?;
         Ok(GrantView::at(&account, &next, now))
     }
 }

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     rows::{
-        ChainHead, Changes, CheckpointRow, EventRow, GrantRow, ResponseRow,
-        StoredResponse, TreeState, UNASSIGNED_LEAF,
+        ChainHead, Changes, CheckpointRow, EventRow, GrantRow, ResponseRow, StoredResponse,
+        TreeState, UNASSIGNED_LEAF,
     },
     view::{View, not_announced, not_before},
 };

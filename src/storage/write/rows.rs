@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     domain::{
-        access_request::AccessRequest, account::Account, assumption::Assumption,
-        grant::GrantRecord,
+        access_request::AccessRequest, account::Account, assumption::Assumption, grant::GrantRecord,
     },
     transparency::{Checkpoint, Hash, NodeKey},
 };

@@ -190,12 +190,21 @@ const POLICY_PATHS: [&str; 3] = [
     "max_request_duration",
 ];
 
-/// Which policy fields an update mask names. Unset, empty or `*` names all of them: a client
-/// that sends the whole policy without a mask replaces it whole (AIP-134's full replacement),
-/// rather than having its values silently ignored.
-fn policy_mask(mask: Option<prost_types::FieldMask>, v: &mut Violations) -> [bool; 3] {
+/// Which policy fields an update mask names (AIP-134). `*` alone names all three (a full
+/// replacement). An unset or empty mask names the fields the client populated (a non-default
+/// value: `access_requests_enabled` true, `required_approvals` non-zero, a
+/// `max_request_duration`), so a partial message changes only what it carries; switching
+/// requests off needs the path named.
+fn policy_mask(
+    mask: Option<prost_types::FieldMask>,
+    populated: [bool; 3],
+    v: &mut Violations,
+) -> [bool; 3] {
     let paths = mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() || paths == ["*"] {
+    if paths.is_empty() {
+        return populated;
+    }
+    if paths == ["*"] {
         return [true; 3];
     }
     let mut named = [false; 3];
@@ -226,7 +235,6 @@ pub fn update_policy_request(
         request_id,
     } = req;
     let mut v = Violations::new();
-    let [enabled_named, approvals_named, duration_named] = policy_mask(update_mask, &mut v);
     let actor = actor(actor_value, "actor", &mut v);
     let request_id = v.check(ids::parse_request_id(&request_id, "request_id"));
     let Some(pb::AccessPolicy {
@@ -241,6 +249,13 @@ pub fn update_policy_request(
         return v.finish(None);
     };
     let account_id = v.check(AccountId::parse(&account_id, "access_policy.account_id"));
+    let populated = [
+        access_requests_enabled,
+        required_approvals != 0,
+        max_request_duration.is_some(),
+    ];
+    let [enabled_named, approvals_named, duration_named] =
+        policy_mask(update_mask, populated, &mut v);
     let required_approvals = if approvals_named {
         v.check(
             if (1..=MAX_REQUIRED_APPROVALS).contains(&required_approvals) {
@@ -353,11 +368,23 @@ mod tests {
         }
     }
 
-    /// No mask, an empty one and `*` replace all three fields; a mask leaves the others alone
-    /// (and unvalidated).
+    /// `*` replaces all three fields; no mask (or an empty one) changes the populated ones;
+    /// a mask leaves the others alone (and unvalidated).
     #[test]
     fn update_mask_selects_the_fields() {
-        for paths in [None, Some(&[][..]), Some(&["*"][..])] {
+        for paths in [None, Some(&[][..])] {
+            let (u, _) = update_policy_request(update(paths, 2)).unwrap();
+            assert_eq!(
+                (
+                    u.requests_enabled,
+                    u.required_approvals,
+                    u.max_request_duration_us
+                ),
+                (None, Some(2), Some(3_600_000_000)),
+                "false is not populated: without a mask it is left alone"
+            );
+        }
+        for paths in [Some(&["*"][..])] {
             let (u, _) = update_policy_request(update(paths, 2)).unwrap();
             assert_eq!(
                 (

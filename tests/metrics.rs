@@ -519,3 +519,50 @@ async fn checkpoints_and_refusals_are_counted() {
     }
     panic!("{refusals} did not move past {before} in 5 s");
 }
+
+/// Access requests' state transitions are counted at commit, by `to` (an approval short of
+/// the quorum is none), and the pending gauge follows the expiry sweep.
+#[tokio::test]
+async fn access_request_transitions_and_pending_are_visible() {
+    let _turn = COUNTERS.lock().await;
+    let addr = free_port();
+    let s = spawn_server_with(|c| {
+        c.metrics_listen = Some(addr);
+        c.expiry_sweep_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.require_approvals("acme", 2).await;
+    let metric = "accessgrant_access_request_transitions_total";
+    let moved = |before: &Scrape, after: &Scrape, to: &str| {
+        value(after, metric, &[("to", to)]) - value(before, metric, &[("to", to)])
+    };
+    let before = scrape(addr).await;
+    let approved = s.pending_request("acme").await.access_request_id;
+    let denied = s.pending_request("acme").await.access_request_id;
+    s.pending_request("acme").await;
+    s.approve(&approved, requests::admin("ada")).await.unwrap();
+    let halfway = scrape(addr).await;
+    assert_eq!(moved(&before, &halfway, "PENDING"), 3.0);
+    assert_eq!(
+        moved(&before, &halfway, "APPROVED"),
+        0.0,
+        "1 of 2 approvals"
+    );
+    s.approve(&approved, requests::admin("bob")).await.unwrap();
+    s.deny(&denied, requests::admin("bob")).await.unwrap();
+    let after = scrape(addr).await;
+    assert_eq!(moved(&before, &after, "APPROVED"), 1.0);
+    assert_eq!(moved(&before, &after, "DENIED"), 1.0);
+    let gauge = "accessgrant_access_requests_pending";
+    for _ in 0..100 {
+        // Each move of the clock past the sweep interval is one more sweep.
+        s.clock.advance(chrono::Duration::seconds(1));
+        if value(&scrape(addr).await, gauge, &[]) == 1.0 {
+            s.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{gauge} did not read the one request still pending");
+}

@@ -161,7 +161,7 @@ pub(crate) fn format_errors(errors: &BTreeMap<&'static str, u64>) -> String {
 pub(crate) fn print_table(results: &[ScenarioResult], open_loop: bool) {
     let late_header = if open_loop { "      late" } else { "" };
     println!(
-        "{:<10} {:>12} {:>15} {:>9} {:>9} {:>9} {:>10}{late_header} {:>8}  errors",
+        "{:<13} {:>12} {:>15} {:>9} {:>9} {:>9} {:>10}{late_header} {:>8}  errors",
         "scenario", "requests/s", "ratio_to_health", "p50_ms", "p99_ms", "p99.9_ms", "ok", "lg_cpu"
     );
     for r in results {
@@ -177,7 +177,7 @@ pub(crate) fn print_table(results: &[ScenarioResult], open_loop: bool) {
             .loadgen_cpu_percent
             .map_or_else(|| "n/a".into(), |c| format!("{c:.0}%"));
         println!(
-            "{:<10} {:>12.1} {:>15} {:>9.3} {:>9.3} {:>9.3} {:>10}{late} {cpu:>8}  {}",
+            "{:<13} {:>12.1} {:>15} {:>9.3} {:>9.3} {:>9.3} {:>10}{late} {cpu:>8}  {}",
             r.scenario.name(),
             r.requests_per_sec,
             ratio,

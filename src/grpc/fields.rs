@@ -115,3 +115,53 @@ pub fn page_token(value: String) -> Result<Option<String>, FieldViolation> {
     }
     Ok((!value.is_empty()).then_some(value))
 }
+
+/// The fields every newest-first list of one account shares (`ListAccessRequests`,
+/// `ListAssumptions`), validated together: the account, the paging, and a state filter of at
+/// most `max_states` entries, each converted by `state` (violations name `states[i]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFields<S> {
+    /// The account.
+    pub account_id: crate::domain::ids::AccountId,
+    /// Defaulted and capped.
+    pub page_size: u64,
+    /// `None` for the first page.
+    pub page_token: Option<String>,
+    /// The states asked for (empty: all).
+    pub states: Vec<S>,
+}
+
+/// Validates [`ListFields`], reporting every bad field at once.
+pub fn list_fields<S>(
+    account_id: &str,
+    page_size: i32,
+    page_token: String,
+    states: &[i32],
+    max_states: usize,
+    state: impl Fn(i32, &str) -> Result<S, FieldViolation>,
+) -> Result<ListFields<S>, crate::domain::Error> {
+    let mut v = crate::domain::error::Violations::new();
+    let account_id = v.check(crate::domain::ids::AccountId::parse(
+        account_id,
+        "account_id",
+    ));
+    let page_size = v.check(self::page_size(page_size));
+    let page_token = v.check(self::page_token(page_token));
+    if states.len() > max_states {
+        v.push(FieldViolation::new("states", "too many states"));
+    }
+    let states: Vec<Option<S>> = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| v.check(state(*s, &format!("states[{i}]"))))
+        .collect();
+    let fields = (|| {
+        Some(ListFields {
+            account_id: account_id?,
+            page_size: page_size?,
+            page_token: page_token?,
+            states: states.into_iter().collect::<Option<Vec<_>>>()?,
+        })
+    })();
+    v.finish(fields)
+}

@@ -17,7 +17,7 @@ use crate::{
         ids::AccountId,
         permission::Permission,
     },
-    storage::access_requests,
+    storage::{access_requests, page::Cursor, to_us},
 };
 
 /// A request for one page of an account's access requests.
@@ -97,7 +97,7 @@ impl App {
         self.require_account(query.account_id.as_str()).await?;
         let now = self.clock.now();
         // One extra row tells whether another page exists.
-        let mut rows = access_requests::page(
+        let rows = access_requests::page(
             reader,
             query.account_id.as_str(),
             &query.states,
@@ -106,18 +106,11 @@ impl App {
             query.page_size + 1,
         )
         .await?;
-        let more = rows.len() as u64 > query.page_size;
-        rows.truncate(usize::try_from(query.page_size).unwrap_or(usize::MAX));
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => Some(page_token::encode(
-                &binding,
-                crate::storage::page::Cursor {
-                    time_us: crate::storage::to_us(last.create_time),
-                    id: last.access_request_id.clone(),
-                },
-            )),
-            _ => None,
-        };
+        let (rows, next_page_token) =
+            page_token::page(rows, query.page_size, &binding, |last| Cursor {
+                time_us: to_us(last.create_time),
+                id: last.access_request_id.clone(),
+            });
         Ok(RequestPage {
             requests: rows
                 .into_iter()

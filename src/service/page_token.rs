@@ -72,6 +72,23 @@ pub fn decode(text: &str, binding: &str) -> Result<Cursor, Error> {
     Ok(token.c)
 }
 
+/// Cuts `rows` (read with one row more than `page_size`, newest first) to a page, and the
+/// token continuing after its last row when that extra row shows there is more.
+pub fn page<T>(
+    mut rows: Vec<T>,
+    page_size: u64,
+    binding: &str,
+    cursor: impl Fn(&T) -> Cursor,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as u64 > page_size;
+    rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => Some(encode(binding, cursor(last))),
+        _ => None,
+    };
+    (rows, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,7 +139,8 @@ impl App {
             .transpose()?;
         self.require_account(query.account_id.as_str()).await?;
         let now = self.clock.now();
-        let mut rows = assumptions::page(
+        // One extra row tells whether another page exists.
+        let rows = assumptions::page(
             self.store.reader(),
             query.account_id.as_str(),
             &query.states,
@@ -148,18 +149,13 @@ impl App {
             query.page_size + 1,
         )
         .await?;
-        let more = rows.len() as u64 > query.page_size;
-        rows.truncate(usize::try_from(query.page_size).unwrap_or(usize::MAX));
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => Some(super::page_token::encode(
-                &binding,
+        let (rows, next_page_token) =
+            super::page_token::page(rows, query.page_size, &binding, |last| {
                 crate::storage::page::Cursor {
                     time_us: crate::storage::to_us(last.start_time),
                     id: last.assumption_id.clone(),
-                },
-            )),
-            _ => None,
-        };
+                }
+            });
         Ok(AssumptionPage {
             assumptions: rows
                 .into_iter()

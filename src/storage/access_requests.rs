@@ -14,7 +14,12 @@ use sea_orm::{
 };
 use serde::Deserialize;
 
-use super::{entities::access_request, from_us, from_us_opt, page::Cursor, to_us};
+use super::{
+    entities::access_request,
+    from_us, from_us_opt,
+    page::{Cursor, any_state},
+    to_us,
+};
 use crate::domain::{
     Error,
     access_request::{AccessRequest, RequestState, Review, Verdict},
@@ -141,20 +146,12 @@ pub async fn page(
 ) -> Result<Vec<AccessRequest>, Error> {
     use access_request::Column as C;
     let mut query = access_request::Entity::find().filter(C::AccountId.eq(account_id));
-    if !states.is_empty() {
-        let now_us = to_us(now);
-        query = query.filter(states.iter().fold(Condition::any(), |any, s| {
-            any.add(state_condition(*s, now_us))
-        }));
+    let now_us = to_us(now);
+    if let Some(states) = any_state(states, |s| state_condition(s, now_us)) {
+        query = query.filter(states);
     }
     if let Some(c) = after {
-        query = query.filter(
-            Condition::any().add(C::CreateTimeUs.lt(c.time_us)).add(
-                Condition::all()
-                    .add(C::CreateTimeUs.eq(c.time_us))
-                    .add(C::AccessRequestId.lt(c.id.as_str())),
-            ),
-        );
+        query = query.filter(c.older(C::CreateTimeUs, C::AccessRequestId));
     }
     query
         .order_by_desc(C::CreateTimeUs)

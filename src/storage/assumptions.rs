@@ -10,7 +10,12 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{entities::assumption, from_us, from_us_opt, page::Cursor, to_us};
+use super::{
+    entities::assumption,
+    from_us, from_us_opt,
+    page::{Cursor, any_state},
+    to_us,
+};
 use crate::domain::{
     Error,
     assumption::{Assumption, AssumptionState, Basis, EndReason},
@@ -79,20 +84,12 @@ pub async fn page(
 ) -> Result<Vec<Assumption>, Error> {
     use assumption::Column as C;
     let mut query = assumption::Entity::find().filter(C::AccountId.eq(account_id));
-    if !states.is_empty() {
-        let now_us = to_us(now);
-        query = query.filter(states.iter().fold(Condition::any(), |any, s| {
-            any.add(state_condition(*s, now_us))
-        }));
+    let now_us = to_us(now);
+    if let Some(states) = any_state(states, |s| state_condition(s, now_us)) {
+        query = query.filter(states);
     }
     if let Some(c) = after {
-        query = query.filter(
-            Condition::any().add(C::StartTimeUs.lt(c.time_us)).add(
-                Condition::all()
-                    .add(C::StartTimeUs.eq(c.time_us))
-                    .add(C::AssumptionId.lt(c.id.as_str())),
-            ),
-        );
+        query = query.filter(c.older(C::StartTimeUs, C::AssumptionId));
     }
     query
         .order_by_desc(C::StartTimeUs)

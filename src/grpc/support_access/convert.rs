@@ -170,27 +170,20 @@ pub fn list_request(req: pb::ListAssumptionsRequest) -> Result<AssumptionListQue
         page_token,
         states,
     } = req;
-    let mut v = Violations::new();
-    let account_id = v.check(AccountId::parse(&account_id, "account_id"));
-    let page_size = v.check(fields::page_size(page_size));
-    let page_token = v.check(fields::page_token(page_token));
-    if states.len() > MAX_STATES {
-        v.push(FieldViolation::new("states", "too many states"));
-    }
-    let states: Vec<Option<AssumptionState>> = states
-        .iter()
-        .enumerate()
-        .map(|(i, s)| v.check(state_from_pb(*s, &format!("states[{i}]"))))
-        .collect();
-    let query = (|| {
-        Some(AssumptionListQuery {
-            account_id: account_id?,
-            states: states.into_iter().collect::<Option<Vec<_>>>()?,
-            page_size: page_size?,
-            page_token: page_token?,
-        })
-    })();
-    v.finish(query)
+    let f = fields::list_fields(
+        &account_id,
+        page_size,
+        page_token,
+        &states,
+        MAX_STATES,
+        state_from_pb,
+    )?;
+    Ok(AssumptionListQuery {
+        account_id: f.account_id,
+        states: f.states,
+        page_size: f.page_size,
+        page_token: f.page_token,
+    })
 }
 
 /// A validated `RevokeAssumption` request.

@@ -14,13 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// calls take turns: another test's failures must not land in their window.
 static COUNTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// GETs /metrics over HTTP/1.1 and parses it.
 async fn scrape(addr: SocketAddr) -> Scrape {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -78,7 +71,7 @@ fn histogram_count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f6
 #[tokio::test]
 async fn counters_and_histograms_move_after_real_calls() {
     let _turn = COUNTERS.lock().await;
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
     s.create_account("offc", pb::AccountPlan::Paid).await;
@@ -191,7 +184,7 @@ async fn counters_and_histograms_move_after_real_calls() {
 #[tokio::test]
 async fn grpc_server_metrics_follow_each_call_to_its_end() {
     let _turn = COUNTERS.lock().await;
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
     let before = scrape(addr).await;
@@ -284,7 +277,7 @@ async fn grpc_server_metrics_follow_each_call_to_its_end() {
 /// Every exported family carries the HELP text declared beside its name in `src/metrics.rs`.
 #[tokio::test]
 async fn every_family_has_its_declared_help_text() {
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
     let scraped = scrape(addr).await;
@@ -313,7 +306,7 @@ async fn every_family_has_its_declared_help_text() {
 #[tokio::test]
 async fn audit_failures_and_watch_streams_are_visible() {
     let _turn = COUNTERS.lock().await;
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Trial).await;
     let before = scrape(addr).await;
@@ -368,7 +361,7 @@ async fn audit_failures_and_watch_streams_are_visible() {
 /// start.
 #[tokio::test]
 async fn the_metrics_port_bounds_its_connections() {
-    let addr = free_port();
+    let addr = reserved_port();
     let _s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     let first = scrape(addr).await;
     for name in [
@@ -428,7 +421,7 @@ async fn the_metrics_port_bounds_its_connections() {
 #[tokio::test]
 async fn a_failing_expiry_sweep_is_counted() {
     let _turn = COUNTERS.lock().await;
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(|c| {
         c.metrics_listen = Some(addr);
         c.expiry_sweep_interval = std::time::Duration::from_millis(100);
@@ -460,7 +453,7 @@ async fn a_failing_expiry_sweep_is_counted() {
 #[tokio::test]
 async fn damaged_stored_state_is_counted_as_damaged() {
     let _turn = COUNTERS.lock().await;
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(|c| c.metrics_listen = Some(addr)).await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
     s.enable("acme", pb::AccessDuration::OneWeek).await.unwrap();
@@ -493,7 +486,7 @@ async fn checkpoints_and_refusals_are_counted() {
             c.audit.checkpoint_interval = std::time::Duration::from_millis(20);
         }
     };
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(fast(addr)).await;
     s.create_account("acme", pb::AccountPlan::Paid).await;
     s.authorize("acme").await;
@@ -508,7 +501,7 @@ async fn checkpoints_and_refusals_are_counted() {
     let stopped = stop_keeping_database(s).await;
     insider::rewrite_event(&url, "acme", 1, "{}").await;
     insider::rebuild_tree(&url).await;
-    let addr = free_port();
+    let addr = reserved_port();
     let s = stopped.start_with(fast(addr)).await;
     for _ in 0..100 {
         if value(&scrape(addr).await, refusals, &[]) >= before + 2.0 {
@@ -525,7 +518,7 @@ async fn checkpoints_and_refusals_are_counted() {
 #[tokio::test]
 async fn access_request_transitions_and_pending_are_visible() {
     let _turn = COUNTERS.lock().await;
-    let addr = free_port();
+    let addr = reserved_port();
     let s = spawn_server_with(|c| {
         c.metrics_listen = Some(addr);
         c.expiry_sweep_interval = std::time::Duration::from_millis(100);

@@ -12,7 +12,6 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    net::SocketAddr,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -22,7 +21,9 @@ use accessgrant::{
     proto::v1::{self as pb, audit_service_client::AuditServiceClient},
     storage::Store,
 };
-use common::{Backend, TEST_SIGNING_KEY, backend, connect, fresh_database_url, support_admin};
+use common::{
+    Backend, TEST_SIGNING_KEY, backend, connect, fresh_database_url, reserved_port, support_admin,
+};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -40,19 +41,12 @@ impl Drop for Replica {
     }
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// Starts `n` processes on one new database (they migrate concurrently, on purpose).
 async fn start_replicas(n: usize, dir: &std::path::Path) -> (String, Vec<Replica>) {
     let url = fresh_database_url(dir).await;
     let mut replicas = Vec::new();
     for i in 0..n {
-        let addr = free_port();
+        let addr = reserved_port();
         let log = std::fs::File::create(dir.join(format!("replica-{i}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_accessgrant"))
             .args([

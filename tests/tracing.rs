@@ -14,6 +14,7 @@ use std::{
 };
 
 use accessgrant::proto::v1::{self as pb, account_service_client::AccountServiceClient};
+use common::reserved_port;
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -97,22 +98,13 @@ async fn start_receiver() -> (Receiver, SocketAddr) {
     (receiver, addr)
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs `accessgrant serve` exporting to `receiver`, with `bsp_delay_ms` between batch exports.
 async fn spawn_server(
     dir: &tempfile::TempDir,
     receiver: SocketAddr,
     bsp_delay_ms: u32,
 ) -> (Child, u16) {
-    let port = free_port();
+    let port = reserved_port().port();
     let url = common::fresh_database_url(dir.path()).await;
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accessgrant"))
         .args([
@@ -134,7 +126,7 @@ async fn spawn_server(
         // Two servers run at once: keep them off the default metrics port.
         .env(
             "ACCESSGRANT_METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", reserved_port().port()),
         )
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))
         .env("OTEL_BSP_SCHEDULE_DELAY", bsp_delay_ms.to_string())

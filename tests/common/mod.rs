@@ -799,3 +799,23 @@ pub fn use_test_signing_key(config: &mut Config) {
         config.audit.signing_key_file = Some(key_files().0.clone());
     }
 }
+
+/// A loopback port for a listener a test starts later (a metrics port, a child process's
+/// gRPC port), taken **below the kernel's ephemeral range** (32768–60999 by default). A port
+/// from `bind(":0")` is itself ephemeral: once released, any other test server binding
+/// `127.0.0.1:0` may be handed it before ours binds, and the test then talks to the wrong
+/// server (an HTTP/1.1 scrape sent to a gRPC port is reset). Ports below the range are never
+/// handed out that way; the bind here only checks that no one holds this one now.
+pub fn reserved_port() -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Spread test processes (each test binary is one) over the range by their pid.
+    let base = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(13));
+        let port = 20_000 + (n % 12_000) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().unwrap();
+        }
+    }
+}

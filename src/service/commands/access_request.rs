@@ -4,7 +4,7 @@
 //! access it gave.
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::open_account;
 use crate::{
@@ -237,33 +237,26 @@ impl Command for Close {
         if !found.state_at(now).is_open() {
             return Ok((AccessRequestView::at(found, now), false));
         }
-        let (to, actor) = match &self.closing {
-            Closing::Cancel => (
-                RequestState::Cancelled,
-                EventActor::ServicePrincipal(self.principal.clone()),
-            ),
+        let by = match &self.closing {
+            Closing::Cancel => ClosedBy {
+                to: RequestState::Cancelled,
+                actor: EventActor::ServicePrincipal(self.principal.clone()),
+                cause: None,
+                principal: &self.principal,
+                request_id: self.request_id.as_ref(),
+            },
             Closing::Revoke { actor, etag } => {
                 check_etag(etag.as_deref(), &found.etag())?;
-                (
-                    RequestState::Revoked,
-                    EventActor::CustomerUser(actor.user_id.clone()),
-                )
+                ClosedBy {
+                    to: RequestState::Revoked,
+                    actor: EventActor::CustomerUser(actor.user_id.clone()),
+                    cause: Some("REVOKED_BY_ADMIN"),
+                    principal: &self.principal,
+                    request_id: self.request_id.as_ref(),
+                }
             }
         };
-        let extra = match &self.closing {
-            Closing::Cancel => json!({}),
-            Closing::Revoke { .. } => json!({ "cause": "REVOKED_BY_ADMIN" }),
-        };
-        let closed = close(
-            draft,
-            found,
-            to,
-            actor,
-            extra,
-            &self.principal,
-            self.request_id.clone(),
-            now,
-        )?;
+        let closed = close(draft, found, &by, now)?;
         Ok((AccessRequestView::at(closed, now), true))
     }
 }
@@ -326,16 +319,29 @@ impl Command for RecordRequestLapse {
     }
 }
 
+/// Who closes a request, and how: what its event records.
+#[derive(Debug, Clone)]
+pub(crate) struct ClosedBy<'a> {
+    /// `Cancelled` or `Revoked`.
+    pub to: RequestState,
+    /// The event's actor.
+    pub actor: EventActor,
+    /// Why a revocation happened (`REVOKED_BY_ADMIN`, `GRANT_DISABLED`, `ACCOUNT_DELETED`);
+    /// `None` for a cancellation.
+    pub cause: Option<&'static str>,
+    /// The calling service, named in the event.
+    pub principal: &'a str,
+    /// The client's `request_id`, named in the event.
+    pub request_id: Option<&'a String>,
+}
+
 /// Revokes every open (pending or approved, not lapsed) request of the account, each with its
-/// own `ACCESS_REQUEST_REVOKED` event naming `cause`; returns their ids. The account must have
-/// been announced with `Keys::account_with_requests` and `account_with_assumptions`.
+/// own event; returns their ids. The account must have been announced with
+/// `Keys::account_with_requests` and `account_with_assumptions`.
 pub(crate) fn revoke_open_requests(
     draft: &mut Draft<'_>,
     account_id: &AccountId,
-    actor: &EventActor,
-    cause: &str,
-    principal: &str,
-    request_id: Option<&String>,
+    by: &ClosedBy<'_>,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, Error> {
     let mut ids = Vec::new();
@@ -344,37 +350,23 @@ pub(crate) fn revoke_open_requests(
             continue;
         }
         ids.push(found.access_request_id.clone());
-        close(
-            draft,
-            found,
-            RequestState::Revoked,
-            actor.clone(),
-            json!({ "cause": cause }),
-            principal,
-            request_id.cloned(),
-            now,
-        )?;
+        close(draft, found, by, now)?;
     }
     Ok(ids)
 }
 
-/// Moves an open request to `to`, revokes the assumptions made under it, and appends the
-/// event (with `extra` merged into its detail).
-#[allow(clippy::too_many_arguments)]
+/// Moves an open request to `by.to`, revokes the assumptions made under it, and appends the
+/// event.
 fn close(
     draft: &mut Draft<'_>,
     found: AccessRequest,
-    to: RequestState,
-    actor: EventActor,
-    extra: Value,
-    principal: &str,
-    request_id: Option<String>,
+    by: &ClosedBy<'_>,
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, Error> {
     let account_id = AccountId::parse(&found.account_id, "account_id")
         .map_err(|_| Error::Internal(format!("stored account id {:?}", found.account_id)))?;
     let closed = AccessRequest {
-        status: to,
+        status: by.to,
         update_time: now,
         version: found.version + 1,
         ..found
@@ -392,12 +384,12 @@ fn close(
     let mut detail = json!({
         "access_request_id": closed.access_request_id,
         "revoked_assumption_ids": revoked,
-        "principal": principal,
+        "principal": by.principal,
     });
-    if let (Some(d), Value::Object(more)) = (detail.as_object_mut(), extra) {
-        d.extend(more);
+    if let Some(cause) = by.cause {
+        detail["cause"] = json!(cause);
     }
-    let kind = match to {
+    let kind = match by.to {
         RequestState::Cancelled => EventKind::AccessRequestCancelled,
         _ => EventKind::AccessRequestRevoked,
     };
@@ -405,9 +397,9 @@ fn close(
         NewEvent {
             account_id,
             kind,
-            actor,
+            actor: by.actor.clone(),
             detail,
-            request_id,
+            request_id: by.request_id.cloned(),
         },
         now,
     )?;

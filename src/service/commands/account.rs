@@ -4,11 +4,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::grant::revoke_open;
+use super::{
+    access_request::{ClosedBy, revoke_open_requests},
+    grant::revoke_open,
+};
 use crate::{
     audit::{EventActor, EventKind, NewEvent},
     domain::{
         Error,
+        access_request::RequestState,
         account::{self, Account, Plan, PlanChange},
         assumption::Basis,
         grant::GrantRecord,
@@ -151,15 +155,14 @@ impl Command for Delete {
         });
         // Before the deletion event (nothing is written after it), and before the remaining
         // assumptions, so each request's event names the assumptions made under it.
-        super::access_request::revoke_open_requests(
-            draft,
-            id,
-            &EventActor::ServicePrincipal(self.principal.clone()),
-            "ACCOUNT_DELETED",
-            &self.principal,
-            self.request_id.as_ref(),
-            now,
-        )?;
+        let by = ClosedBy {
+            to: RequestState::Revoked,
+            actor: EventActor::ServicePrincipal(self.principal.clone()),
+            cause: Some("ACCOUNT_DELETED"),
+            principal: &self.principal,
+            request_id: self.request_id.as_ref(),
+        };
+        revoke_open_requests(draft, id, &by, now)?;
         let revoked = revoke_open(draft, id.as_str(), None, now)?;
         draft.append(
             NewEvent {

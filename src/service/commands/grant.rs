@@ -3,11 +3,16 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{access_request::revoke_open_requests, lapse::record_pending_lapse, open_account};
+use super::{
+    access_request::{ClosedBy, revoke_open_requests},
+    lapse::record_pending_lapse,
+    open_account,
+};
 use crate::{
     audit::{EventActor, EventKind, NewEvent, canonical::format_time},
     domain::{
         Error,
+        access_request::RequestState,
         assumption::{Basis, EndReason},
         grant::{self, DisableGrant, EnableGrant, GrantChange, GrantView},
     },
@@ -109,15 +114,14 @@ impl Command for Disable {
         // "Everyone out" includes whoever is waiting or approved to come in. Requests first,
         // so each request's event names the assumptions made under it; the grant's event
         // names the rest.
-        revoke_open_requests(
-            draft,
-            id,
-            &EventActor::CustomerUser(self.cmd.actor.user_id.clone()),
-            "GRANT_DISABLED",
-            &self.principal,
-            self.request_id.as_ref(),
-            now,
-        )?;
+        let by = ClosedBy {
+            to: RequestState::Revoked,
+            actor: EventActor::CustomerUser(self.cmd.actor.user_id.clone()),
+            cause: Some("GRANT_DISABLED"),
+            principal: &self.principal,
+            request_id: self.request_id.as_ref(),
+        };
+        revoke_open_requests(draft, id, &by, now)?;
         let revoked = revoke_open(draft, id.as_str(), None, now)?;
         let was_enabled = disabled.is_some();
         let next = disabled.unwrap_or_else(|| record.clone());

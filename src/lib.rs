@@ -11,17 +11,22 @@
 //!   and with a verifier key the Merkle tree rebuilt from the event rows against every stored
 //!   and given checkpoint), `audit key generate|show`, `audit monitor` (an auditor's client:
 //!   signature, consistency with the kept checkpoint, one account's log re-verified, newest
-//!   event proven included), `token hash|generate`). The benchmark tools of `scripts/bench` and `scripts/growth`
+//!   event proven included), `token hash|generate`; `cli::verify` the chains, `cli::verify_tree`
+//!   the tree rebuilt from the rows, `cli::key`, `cli::monitor`). The benchmark tools of `scripts/bench` and `scripts/growth`
 //!   (`loadgen`, `fsync_probe`) are the workspace member `loadgen/`, not this crate.
 //! - [`config`] — the one configuration: defaults ← TOML file ← env/flags, validated once;
 //!   builds each layer's own settings (`service::Settings`, `storage::DatabaseSettings`,
 //!   `auth::Principal`, `connections::TlsSettings`, `telemetry::LogFormat`) and hands them to
-//!   [`server`]. Nothing below the server imports it; each default is written once.
+//!   [`server`]. Nothing below the server imports it; each default is written once. One file
+//!   per section: `config::file` (the TOML schema), `addresses`, `database`, `duration`,
+//!   `limits`, `principals`, `service` (`[assumptions]`, `[idempotency]`,
+//!   `[access_requests]`), `audit`, `error`; `config::tests` loads real files.
 //! - [`connections`] — accepts the gRPC port's connections: caps how many are open (at the
 //!   cap the oldest never-authenticated connection makes room), closes those that do not
 //!   finish the TLS handshake and HTTP/2 preface in time (and, at shutdown, those still
 //!   handshaking), terminates TLS (start-up errors name the file), raises the open-files
-//!   limit.
+//!   limit (`connections::activity`: what each connection is doing, for eviction; `io`: the
+//!   admitted connection and the preface deadline; `tls`; `open_files`).
 //! - [`server`] — assembles services, health, reflection; background upkeep (readiness,
 //!   pruning) and the expiry sweep task; runs until shutdown, then drains.
 //! - [`shutdown`] — SIGTERM/SIGINT.
@@ -50,7 +55,8 @@
 //!   Merkle tree over every event (append by right edge, roots, inclusion and consistency
 //!   proofs over stored complete subtrees, read in two phases so a proof is one O(log n)
 //!   query; the client-side proof checks), C2SP signed-note checkpoints and verifier keys,
-//!   the Ed25519 PKCS#8 key file (`ring`).
+//!   the Ed25519 PKCS#8 key file (`ring`) — `transparency::merkle` (+ `merkle_tests`), `proof`,
+//!   `note`, `key`.
 //! - [`checkpoints`] — the signer's life in a server: which key (configured, or created beside
 //!   a SQLite database; required on PostgreSQL), the record of the last checkpoint signed
 //!   kept outside the database (`checkpoints::memory`), and the round that signs a
@@ -82,11 +88,19 @@
 //!   classifier of database errors; the SQLite read cache of accounts and grants
 //!   (invalidated from the rows a commit wrote), the SQLite file watch (checked before and
 //!   after every commit: fail closed if the file, its WAL or the serve lock file vanishes)
-//!   and the serve lock (one server per SQLite file).
+//!   and the serve lock (one server per SQLite file). Files: `storage::accounts`, `grants`,
+//!   `assumptions`, `access_requests`, `audit_log` (pages, chain verification, the watch's
+//!   reads), `tree`, `page`, `entities`, `migrations` (one file per migration), `error`,
+//!   `grant_cache`, `sqlite_file`, `thread_priority` (the writer thread's priority), `write`
+//!   (`command`, `keys`, `view`, `draft`, `rows`, `columns`, `backend`, `group_commit`,
+//!   `tree`, `sqlite`, `postgres`).
 //! - [`grpc`] — one folder per service: its thin handler and its request/response conversions
 //!   with validation (the conversions every service shares in `grpc::fields`); the one
 //!   `Error` → `Status` mapping, and the protobuf codec that answers undecodable request
-//!   bodies with `INVALID_ARGUMENT` instead of prost's `INTERNAL`.
+//!   bodies with `INVALID_ARGUMENT` instead of prost's `INTERNAL`. Folders `grpc::access_grant`
+//!   (grant and access policy), `account`, `support_access` (decisions, assumptions, who is
+//!   in), `audit`, `access_request`, each with `convert`; `grpc::status` (the mapping),
+//!   `permissions` (each RPC's permission), `fields`, `codec`.
 
 #![warn(missing_docs)]
 

@@ -538,3 +538,49 @@ async fn the_policy_survives_conversion_to_paid() {
     );
     assert_eq!(s.pending_request("tria").await.required_approvals, 3);
 }
+
+/// Without a mask (AIP-134) only the populated fields change: a policy carrying only
+/// `max_request_duration` leaves the others as they are. `*` replaces all three, so it must
+/// carry valid values for each, and is how requests are switched off without naming paths.
+#[tokio::test]
+async fn an_update_without_a_mask_changes_the_populated_fields() {
+    let s = spawn_server().await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    s.require_approvals("acme", 3).await;
+    let only_duration = pb::AccessPolicy {
+        account_id: "acme".into(),
+        max_request_duration: Some(pb_duration(Duration::hours(2))),
+        ..Default::default()
+    };
+    let p = s.update_policy(only_duration, &[]).await.unwrap();
+    assert_eq!(p.required_approvals, 3);
+    assert!(p.access_requests_enabled);
+    assert_eq!(
+        from_pb_duration(p.max_request_duration.as_ref().unwrap()),
+        Duration::hours(2)
+    );
+    let empty = pb::AccessPolicy {
+        account_id: "acme".into(),
+        ..Default::default()
+    };
+    let status = s.update_policy(empty, &["*"]).await.unwrap_err();
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "access_policy.max_request_duration",
+            "access_policy.required_approvals"
+        ]
+    );
+    let off = pb::AccessPolicy {
+        account_id: "acme".into(),
+        access_requests_enabled: false,
+        required_approvals: 1,
+        max_request_duration: Some(pb_duration(Duration::hours(1))),
+        etag: String::new(),
+    };
+    let p = s.update_policy(off, &["*"]).await.unwrap();
+    assert!(!p.access_requests_enabled);
+    assert_eq!(p.required_approvals, 1);
+}

@@ -931,3 +931,20 @@ async fn a_lapsed_pending_request_reads_expired_and_is_recorded_once() {
         .into_inner();
     assert!(v.intact, "{v:?}");
 }
+
+/// `[access_requests] pending_lifetime` sets how long a new request waits for its reviews.
+#[tokio::test]
+async fn the_pending_lifetime_is_configured() {
+    let s = spawn_server_with(|c| c.service.pending_request_lifetime = Duration::hours(2)).await;
+    s.create_account("acme", pb::AccountPlan::Paid).await;
+    let r = s.pending_request("acme").await;
+    assert_eq!(
+        at(&r.request_expire_time),
+        at(&r.create_time) + Duration::hours(2)
+    );
+    s.clock.advance(Duration::hours(2));
+    assert_eq!(
+        s.access_request(&r.access_request_id).await.state(),
+        R::Expired
+    );
+}

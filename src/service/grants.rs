@@ -21,12 +21,20 @@ impl App {
     /// The grant's effective state now.
     pub async fn get_grant(&self, id: &AccountId, caller: &Caller) -> Result<GrantView, Error> {
         caller.require(Permission::GrantsRead)?;
-        let found = grants::read_cached(&self.store, &[id.as_str()]).await?;
-        let (account, record) = found
+        let (account, record) = self.open_account_grant(id).await?;
+        Ok(GrantView::at(&account, &record, self.clock.now()))
+    }
+
+    /// An open (not deleted) account with its grant record, through the read cache.
+    pub(crate) async fn open_account_grant(
+        &self,
+        id: &AccountId,
+    ) -> Result<(crate::domain::account::Account, grant::GrantRecord), Error> {
+        grants::read_cached(&self.store, &[id.as_str()])
+            .await?
             .into_iter()
             .find(|(a, _)| !a.is_deleted())
-            .ok_or(Error::AccountNotFound)?;
-        Ok(GrantView::at(&account, &record, self.clock.now()))
+            .ok_or(Error::AccountNotFound)
     }
 
     /// Several grants in request order; any unknown (or deleted) account fails the call.

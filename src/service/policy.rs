@@ -2,15 +2,12 @@
 //! distinct admins must approve one, and how long one may last.
 
 use super::{App, Caller, Idempotency, commands::policy::UpdatePolicy};
-use crate::{
-    domain::{
-        Error,
-        access_request::{PolicyUpdate, PolicyView},
-        grant,
-        ids::AccountId,
-        permission::Permission,
-    },
-    storage::grants,
+use crate::domain::{
+    Error,
+    access_request::{PolicyUpdate, PolicyView},
+    grant,
+    ids::AccountId,
+    permission::Permission,
 };
 
 impl App {
@@ -21,11 +18,7 @@ impl App {
         caller: &Caller,
     ) -> Result<PolicyView, Error> {
         caller.require(Permission::GrantsRead)?;
-        let found = grants::read_cached(&self.store, &[id.as_str()]).await?;
-        let (account, record) = found
-            .into_iter()
-            .find(|(a, _)| !a.is_deleted())
-            .ok_or(Error::AccountNotFound)?;
+        let (account, record) = self.open_account_grant(id).await?;
         Ok(PolicyView {
             account_id: account.account_id,
             policy: record.policy,

@@ -174,8 +174,17 @@ impl Command for Review {
                 if approved {
                     next.status = RequestState::Approved;
                     next.approve_time = Some(now);
-                    next.expire_time =
-                        Some(now + Duration::microseconds(next.requested_duration_us));
+                    // The duration is a stored value: a damaged one is an internal error,
+                    // never a panic on the write loop.
+                    let end = now
+                        .checked_add_signed(Duration::microseconds(next.requested_duration_us))
+                        .ok_or_else(|| {
+                            Error::Internal(format!(
+                                "access request {}: stored duration {} µs is out of range",
+                                next.access_request_id, next.requested_duration_us
+                            ))
+                        })?;
+                    next.expire_time = Some(end);
                     detail["expire_time"] = json!(next.expire_time.map(format_time));
                 }
                 detail["approvals"] = json!(approvals);

@@ -418,3 +418,21 @@ fn stale_etags_are_refused() {
     r.review.etag = Some("v7".into());
     assert!(matches!(f.run(&r, t(1)), Err(Error::EtagMismatch)));
 }
+
+/// A damaged stored duration fails the approval with an internal error (never a panic on the
+/// write loop) and writes nothing.
+#[test]
+fn a_damaged_duration_fails_the_approval_alone() {
+    let mut f = Fixture::paid("acme");
+    let id = f.run(&create(1), t(0)).unwrap().request.access_request_id;
+    let mut stored = f.access_requests[0].clone();
+    stored.requested_duration_us = i64::MAX;
+    f.put_request(stored);
+    let events = f.events.len();
+    assert!(matches!(
+        f.run(&review(&id, "ada", Verdict::Approve), t(1)),
+        Err(Error::Internal(_))
+    ));
+    assert_eq!(f.events.len(), events);
+    assert_eq!(f.access_requests[0].status, RequestState::Pending);
+}
